@@ -1,0 +1,12 @@
+"""aver_fast: fast audio-visual emotion recognition (AVER, Moon et al., CMC 2025) for PyTorch."""
+from . import models, nn, ops
+from .metrics import CCCLoss, ccc
+from .models import AVER, AVERConfig
+from .nn import JCA, TLAB, MelSpectrogram
+from .ops import backends, jca_correlation, log_mel, tlab_attention
+from .summary import model_summary
+
+__version__ = "0.1.0"
+
+__all__ = ["AVER", "AVERConfig", "CCCLoss", "JCA", "MelSpectrogram", "TLAB", "backends", "ccc", "jca_correlation",
+           "log_mel", "model_summary", "models", "nn", "ops", "tlab_attention"]

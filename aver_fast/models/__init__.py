@@ -1,0 +1,9 @@
+"""Models: AVER and the paper's baselines, all with ``model(video, audio)`` and ``model.forward_features``."""
+from .aver import AVER
+from .base import AVModel, RegressionHead
+from .baselines import JCABaseline, LeaderFollower
+from .config import AVERConfig
+
+MODELS = {"aver": AVER, "jca": JCABaseline, "lf": LeaderFollower}
+
+__all__ = ["AVER", "AVERConfig", "AVModel", "JCABaseline", "LeaderFollower", "MODELS", "RegressionHead"]

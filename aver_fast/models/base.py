@@ -1,0 +1,87 @@
+"""What every fusion model shares: the two backbones and the ``(video, audio)`` -> features step."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn.audio_resnet import AudioResNet18
+from ..nn.r2plus1d import R2Plus1D18
+from ..ops._validation import check_tensor
+from .config import AVERConfig
+
+
+class AVModel(nn.Module):
+    """Base of AVER and the baselines.
+
+    ``model(video, audio)``: video ``(B, L, 3, T, H, W)``, audio ``(B, L, 1, n_mels, frames)``; the backbones give a
+    per-step region map ``(B, L, R, C_v)`` and audio feature ``(B, L, C_a)``, passed to :meth:`forward_features`.
+    Frozen backbones (``config.freeze_backbones``) run without gradients and stay in eval mode.
+    """
+
+    def __init__(self, config: AVERConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.video_backbone = R2Plus1D18(config.video_widths, config.video_blocks)
+        self.audio_backbone = AudioResNet18(config.audio_widths, config.audio_blocks)
+        if config.freeze_backbones:
+            for p in (*self.video_backbone.parameters(), *self.audio_backbone.parameters()):
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "AVModel":
+        super().train(mode)
+        if self.config.freeze_backbones:
+            self.video_backbone.eval()
+            self.audio_backbone.eval()
+        return self
+
+    def backbone_features(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L, 3, T, H, W), (B, L, 1, M, F)`` -> region map ``(B, L, R, C_v)``, audio ``(B, L, C_a)``."""
+        check_tensor("video", video)
+        check_tensor("audio", audio)
+        if video.dim() != 6 or video.shape[2] != 3:
+            raise ValueError(f"video must be (B, L, 3, T, H, W), got shape {tuple(video.shape)}")
+        if audio.dim() != 5 or audio.shape[2] != 1:
+            raise ValueError(f"audio must be (B, L, 1, n_mels, frames), got shape {tuple(audio.shape)}")
+        if video.shape[:2] != audio.shape[:2]:
+            raise ValueError(f"video (B, L) = {tuple(video.shape[:2])} differs from audio (B, L) = "
+                             f"{tuple(audio.shape[:2])}")
+        b, l = video.shape[:2]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+            fmap = self.video_backbone.forward_map(video.flatten(0, 1)).mean(dim=2)  # (B*L, C, H', W')
+            regions = fmap.flatten(2).transpose(1, 2).reshape(b, l, -1, fmap.shape[1])
+            a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, l, -1)
+        return regions, a
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(*self.backbone_features(video, audio))
+
+    def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> None:
+        c = self.config
+        check_tensor("v_feat", v_feat)
+        check_tensor("a_feat", a_feat)
+        if v_feat.dim() not in (3, 4) or v_feat.shape[-1] != c.video_dim:
+            raise ValueError(f"v_feat must be (B, L, {c.video_dim}) or (B, L, R, {c.video_dim}), "
+                             f"got shape {tuple(v_feat.shape)}")
+        if a_feat.dim() != 3 or a_feat.shape[-1] != c.audio_dim:
+            raise ValueError(f"a_feat must be (B, L, {c.audio_dim}), got shape {tuple(a_feat.shape)}")
+        if v_feat.shape[:2] != a_feat.shape[:2]:
+            raise ValueError(f"v_feat (B, L) = {tuple(v_feat.shape[:2])} differs from a_feat (B, L) = "
+                             f"{tuple(a_feat.shape[:2])}")
+        if v_feat.shape[1] != c.seq_len:
+            raise ValueError(f"features have L={v_feat.shape[1]} steps but the model was built for "
+                             f"seq_len={c.seq_len}")
+
+
+class RegressionHead(nn.Module):
+    """Two FC layers (Eq. 14): ``W2 ReLU(W1 h + b1) + b2`` -> ``(..., 2)`` [valence, arousal]."""
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(in_dim, hidden), nn.Linear(hidden, 2)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(torch.relu(self.fc1(h))))

@@ -1,0 +1,63 @@
+"""JCA: joint cross-attention fusion (paper Eq. 8-12; Praveen et al. 2022)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ops.jca_correlation import jca_correlation
+from ._checks import check_sequence
+
+
+class JCALayer(nn.Module):
+    """One joint cross-attention step; ``(B, L, C_a), (B, L, C_v)`` -> attended ``(B, L, C_a), (B, L, C_v)``.
+
+    ``J = [a; v]`` (Eq. 8), ``C_m = tanh(m W_Jm Jᵀ/√d)`` (Eq. 9, :func:`aver_fast.jca_correlation`),
+    ``H_m = ReLU(W_m m + W_Cm C_m)`` (Eq. 10; ``W_Cm`` acts over the L axis), ``m_att = W_Hm H_m + m`` (Eq. 11).
+    """
+
+    def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        d = dim_a + dim_v
+        self.w_ja = nn.Parameter(torch.empty(dim_a, d))
+        self.w_jv = nn.Parameter(torch.empty(dim_v, d))
+        nn.init.xavier_uniform_(self.w_ja)
+        nn.init.xavier_uniform_(self.w_jv)
+        self.w_a, self.w_v = nn.Linear(dim_a, hidden), nn.Linear(dim_v, hidden)
+        self.w_ca, self.w_cv = nn.Linear(seq_len, hidden), nn.Linear(seq_len, hidden)
+        self.w_ha, self.w_hv = nn.Linear(hidden, dim_a), nn.Linear(hidden, dim_v)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        j = torch.cat([a, v], dim=-1)
+        c_a = jca_correlation(a, self.w_ja, j)  # (B, L, L)
+        c_v = jca_correlation(v, self.w_jv, j)
+        h_a = torch.relu(self.w_a(a) + self.w_ca(c_a))
+        h_v = torch.relu(self.w_v(v) + self.w_cv(c_v))
+        return self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v
+
+
+class JCA(nn.Module):
+    """Joint cross-attention: ``(B, L, dim_a), (B, L, dim_v)`` -> ``X̂ = [x_att,v; x_att,a]`` ``(B, L, dim_v + dim_a)``.
+
+    ``hidden`` (k in Eq. 10) defaults to ``dim_a + dim_v``. ``num_layers > 1`` applies the layer recursively with
+    separate weights (the public code uses 2; the paper's Eq. 8-12 describe one). ``W_Ca``/``W_Cv`` act over time,
+    so the sequence length is fixed at construction.
+    """
+
+    def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int | None = None, num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.dim_a, self.dim_v, self.seq_len = dim_a, dim_v, seq_len
+        hidden = hidden or dim_a + dim_v
+        self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout) for _ in range(num_layers))
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        check_sequence("a", a, self.dim_a, self.seq_len)
+        check_sequence("v", v, self.dim_v, self.seq_len)
+        if a.shape[0] != v.shape[0]:
+            raise ValueError(f"a has batch {a.shape[0]} but v has batch {v.shape[0]}")
+        for layer in self.layers:
+            a, v = layer(a, v)
+        return torch.cat([v, a], dim=-1)

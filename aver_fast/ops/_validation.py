@@ -1,0 +1,52 @@
+"""Input checks shared by every op (and therefore by every backend).
+
+Each op validates its arguments once, in Python, before any backend runs, so a user sees one clear
+message naming the offending argument whatever backend would have been picked.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(name: str, t: object, min_dim: int = 1) -> torch.Tensor:
+    """``t`` is a floating-point tensor with at least ``min_dim`` dimensions."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), got {t.dtype}")
+    if t.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(t.shape)}")
+    return t
+
+
+def check_same(names: Sequence[str], tensors: Sequence[torch.Tensor]) -> None:
+    """All tensors share dtype and device."""
+    first_name, first = names[0], tensors[0]
+    for name, t in zip(names[1:], tensors[1:]):
+        if t.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}; they must match")
+        if t.device != first.device:
+            raise ValueError(f"{name} is on {t.device} but {first_name} is on {first.device}; they must match")
+
+
+def check_scale(scale: float | None, default: float) -> float:
+    """Return the softmax/correlation scale: ``scale`` if given (finite, > 0), else ``default``."""
+    if scale is None:
+        return default
+    scale = float(scale)
+    if not (scale > 0.0 and scale < float("inf")):
+        raise ValueError(f"scale must be a finite positive number, got {scale}")
+    return scale
+
+
+def broadcast_batch(names: Sequence[str], tensors: Sequence[torch.Tensor], tail: int) -> torch.Size:
+    """Broadcast the leading (batch) dims of ``tensors``, excluding the last ``tail`` dims of each."""
+    try:
+        return torch.broadcast_shapes(*(t.shape[:-tail] for t in tensors))
+    except RuntimeError:
+        shapes = ", ".join(f"{n}{tuple(t.shape)}" for n, t in zip(names, tensors))
+        raise ValueError(f"batch dimensions do not broadcast: {shapes}") from None

@@ -1,0 +1,67 @@
+"""JCA joint correlation matrix (paper Eq. 9, batch-first).
+
+``C = tanh((x @ w) @ jᵀ · s)``, ``s = scale or D**-0.5``.
+Shapes: x ``(..., Lx, C)``, w ``(C, D)``, j ``(..., Lj, D)`` -> ``(..., Lx, Lj)`` (Lx = Lj = L in JCA).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _registry
+from ._validation import check_same, check_scale, check_tensor
+from .tlab_attention import _upcast
+
+OP = "jca_correlation"
+
+
+def jca_correlation_ref(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Reference: ``tanh((x @ w) @ jᵀ · s)``; x ``(..., Lx, C)``, w ``(C, D)``, j ``(..., Lj, D)`` -> ``(..., Lx, Lj)``.
+
+    float16/bfloat16 inputs are computed in float32.
+    """
+    s = w.shape[-1] ** -0.5 if scale is None else scale
+    xc, wc, jc = _upcast(x, w, j)
+    return torch.tanh(torch.matmul(torch.matmul(xc, wc), jc.transpose(-1, -2)) * s).to(x.dtype)
+
+
+def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float | None) -> float:
+    """Validate x, w, j and return the effective scale."""
+    check_tensor("x", x, min_dim=2)
+    check_tensor("w", w, min_dim=2)
+    check_tensor("j", j, min_dim=2)
+    check_same(("x", "w", "j"), (x, w, j))
+    if w.dim() != 2:
+        raise ValueError(f"w must be a (C, D) matrix, got shape {tuple(w.shape)}")
+    if x.shape[-1] != w.shape[0]:
+        raise ValueError(f"x has C={x.shape[-1]} features (shape {tuple(x.shape)}) but w expects C={w.shape[0]} "
+                         f"(shape {tuple(w.shape)})")
+    if j.shape[-1] != w.shape[1]:
+        raise ValueError(f"j has D={j.shape[-1]} features (shape {tuple(j.shape)}) but w produces D={w.shape[1]} "
+                         f"(shape {tuple(w.shape)})")
+    if x.shape[:-2] != j.shape[:-2]:
+        raise ValueError(f"x batch dims {tuple(x.shape[:-2])} differ from j batch dims {tuple(j.shape[:-2])}")
+    if 0 in w.shape or x.shape[-2] == 0 or j.shape[-2] == 0:
+        raise ValueError(f"x, w and j must be non-empty: x{tuple(x.shape)}, w{tuple(w.shape)}, j{tuple(j.shape)}")
+    return check_scale(scale, w.shape[1] ** -0.5)
+
+
+_registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
+
+
+def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float | None = None,
+                    backend: str | None = None) -> torch.Tensor:
+    """Joint correlation ``tanh((x @ w) @ jᵀ · s)`` (paper Eq. 9 in batch-first layout).
+
+    Args:
+        x: ``(..., Lx, C)`` one modality's features (``TLAB_a``).
+        w: ``(C, D)`` the learnable ``W_J``.
+        j: ``(..., Lj, D)`` the joint representation ``J`` (same batch dims as ``x``).
+        scale: ``s``; defaults to ``D**-0.5``.
+        backend: see :func:`aver_fast.tlab_attention`.
+
+    Returns:
+        ``(..., Lx, Lj)`` correlation matrix in ``(-1, 1)``.
+    """
+    s = check_inputs(x, w, j, scale)
+    b = _registry.select(OP, x.device, x.dtype, backend)
+    return b.fn(x, w, j, s)

@@ -1,0 +1,207 @@
+"""dB-scaled log-mel spectrogram.
+
+``10·log10(max(M |STFT_w(x)|², 1e-10))``, then per item ``max(X, max(X) - top_db)``; w is a periodic Hann window
+of ``win_length`` zero-padded (centred) to ``n_fft``, M the ``(n_mels, n_fft//2+1)`` mel filterbank.
+Shapes: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``,
+``frames = 1 + samples // hop_length`` when ``center`` else ``1 + (samples - n_fft) // hop_length``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from . import _registry
+from ._validation import check_tensor
+
+OP = "log_mel"
+AMIN = 1e-10
+PAD_MODES = ("reflect", "constant", "replicate", "circular")
+
+
+# ------------------------------------------------------------------------------------------------ filterbank
+def hz_to_mel(f: torch.Tensor, mel_scale: str = "slaney") -> torch.Tensor:
+    """Hz -> mel: HTK ``2595·log10(1 + f/700)`` or Slaney (linear below 1 kHz, logarithmic above)."""
+    if mel_scale == "htk":
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return torch.where(f >= min_log_hz, min_log_mel + torch.log(f.clamp(min=min_log_hz) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz(m: torch.Tensor, mel_scale: str = "slaney") -> torch.Tensor:
+    """mel -> Hz, the inverse of :func:`hz_to_mel`."""
+    if mel_scale == "htk":
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@functools.lru_cache(maxsize=32)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
+                   mel_scale: str = "slaney", norm: str | None = "slaney") -> torch.Tensor:
+    """Triangular mel filterbank ``(n_fft//2 + 1, n_mels)`` in float64 (librosa's construction).
+
+    Warns once per parameter set when a filter is all zero (its band falls between two FFT bins).
+    """
+    freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    m_lo, m_hi = hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64), mel_scale)
+    mel_f = mel_to_hz(torch.linspace(float(m_lo), float(m_hi), n_mels + 2, dtype=torch.float64), mel_scale)
+    fdiff = mel_f.diff()
+    ramps = mel_f[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    fb = torch.clamp(torch.minimum(lower, upper), min=0.0)  # (n_mels, n_freqs)
+    if norm == "slaney":
+        fb = fb * (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    empty = (fb.amax(dim=1) == 0).nonzero().flatten().tolist()
+    if empty:
+        warnings.warn(f"mel filterbank has all-zero filters {empty} (n_mels={n_mels} too many for n_fft={n_fft} "
+                      f"at {sample_rate} Hz with the {mel_scale} scale); those channels will be constant. "
+                      "Use fewer mels, a larger n_fft or mel_scale='slaney'.", UserWarning, stacklevel=3)
+    return fb.t().contiguous()
+
+
+# ------------------------------------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class MelParams:
+    """Validated log-mel settings (hashable, so backends can cache per-setting constants)."""
+
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    f_min: float
+    f_max: float
+    center: bool
+    pad_mode: str
+    mel_scale: str
+    norm: str | None
+    top_db: float | None
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def num_frames(self, samples: int) -> int:
+        return 1 + samples // self.hop_length if self.center else 1 + (samples - self.n_fft) // self.hop_length
+
+    def filterbank(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+        fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.mel_scale,
+                            self.norm)
+        return fb.to(dtype=dtype, device=device)
+
+    def window(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.hann_window(self.win_length, periodic=True, dtype=dtype, device=device)
+
+
+def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882, hop_length: int = 441,
+                n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None, center: bool = True,
+                pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
+                top_db: float | None = 80.0) -> MelParams:
+    """Validate log-mel settings (errors name the argument) and return them as :class:`MelParams`."""
+    def positive_int(name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return value
+
+    sample_rate = positive_int("sample_rate", sample_rate)
+    n_fft = positive_int("n_fft", n_fft)
+    win_length = n_fft if win_length is None else positive_int("win_length", win_length)
+    if win_length > n_fft:
+        raise ValueError(f"win_length={win_length} must be <= n_fft={n_fft}")
+    hop_length = positive_int("hop_length", hop_length)
+    n_mels = positive_int("n_mels", n_mels)
+    f_max = sample_rate / 2 if f_max is None else float(f_max)
+    f_min = float(f_min)
+    if not 0.0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, "
+                         f"sample_rate={sample_rate}")
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    if mel_scale not in ("slaney", "htk"):
+        raise ValueError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
+    if norm not in ("slaney", None):
+        raise ValueError(f"norm must be 'slaney' or None, got {norm!r}")
+    if top_db is not None:
+        top_db = float(top_db)
+        if not top_db >= 0.0:
+            raise ValueError(f"top_db must be >= 0 or None, got {top_db}")
+    return MelParams(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, bool(center), pad_mode,
+                     mel_scale, norm, top_db)
+
+
+def check_waveform(waveform: torch.Tensor, p: MelParams) -> None:
+    check_tensor("waveform", waveform, min_dim=1)
+    n = waveform.shape[-1]
+    if p.center:
+        if p.pad_mode == "reflect" and n <= p.n_fft // 2:
+            raise ValueError(f"waveform has {n} samples; pad_mode='reflect' with n_fft={p.n_fft} needs more than "
+                             f"{p.n_fft // 2} (zero-pad the clip or use pad_mode='constant')")
+        if n == 0:
+            raise ValueError("waveform has 0 samples")
+    elif n < p.n_fft:
+        raise ValueError(f"waveform has {n} samples but center=False needs at least n_fft={p.n_fft}")
+
+
+# ------------------------------------------------------------------------------------------------ reference
+def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
+    """Per item (over the last two axes): ``max(x, max(x) - top_db)``."""
+    if top_db is None:
+        return db
+    return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
+
+
+def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+    """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``."""
+    x = waveform.float() if waveform.dtype in (torch.float16, torch.bfloat16) else waveform
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    spec = torch.stft(x, p.n_fft, p.hop_length, p.win_length, p.window(x.dtype, x.device), center=p.center,
+                      pad_mode=p.pad_mode, normalized=False, onesided=True, return_complex=True)
+    power = spec.real.square() + spec.imag.square()  # (N, n_freqs, frames)
+    mel = torch.matmul(p.filterbank(x.dtype, x.device).t(), power)  # (N, n_mels, frames)
+    db = apply_top_db(10.0 * torch.log10(torch.clamp(mel, min=AMIN)), p.top_db)
+    return db.reshape(*lead, p.n_mels, db.shape[-1]).to(waveform.dtype)
+
+
+def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
+                hop_length: int = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+                center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney",
+                norm: str | None = "slaney", top_db: float | None = 80.0) -> torch.Tensor:
+    """Reference log-mel (``torch.stft`` + filterbank matmul); same arguments as :func:`log_mel`."""
+    p = make_params(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, center, pad_mode, mel_scale,
+                    norm, top_db)
+    check_waveform(waveform, p)
+    return log_mel_ref_params(waveform, p)
+
+
+_registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
+
+
+def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
+            hop_length: int = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+            center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
+            top_db: float | None = 80.0, backend: str | None = None) -> torch.Tensor:
+    """dB log-mel spectrogram of ``waveform (..., samples)`` -> ``(..., n_mels, frames)``.
+
+    Periodic Hann window of ``win_length`` zero-padded to ``n_fft``; power spectrum; mel filterbank (``mel_scale``
+    "slaney" or "htk", ``norm`` "slaney" (area) or None); ``10·log10(max(p, 1e-10))``; then, per item,
+    ``max(x, x.max() - top_db)`` unless ``top_db`` is None. ``f_max`` defaults to ``sample_rate / 2``.
+    Defaults are the paper's (44.1 kHz, window 882, hop 441, 128 mels). ``backend``: see
+    :func:`aver_fast.tlab_attention`.
+    """
+    p = make_params(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, center, pad_mode, mel_scale,
+                    norm, top_db)
+    check_waveform(waveform, p)
+    return log_mel_params(waveform, p, backend)
+
+
+def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None) -> torch.Tensor:
+    """:func:`log_mel` with settings already validated by :func:`make_params` (and a checked waveform)."""
+    return _registry.select(OP, waveform.device, waveform.dtype, backend).fn(waveform, p)

@@ -1,0 +1,1 @@
+"""Triton kernels, installed as ``aver_fast.kernels`` (one file per op)."""

@@ -1,0 +1,18 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_seed(request):
+    """Fresh random inputs each run, but the seed is printed on failure so a failure can be replayed."""
+    seed = torch.seed() % (2**31)
+    torch.manual_seed(seed)
+    request.node.user_properties.append(("seed", seed))
+    yield
+
+
+def pytest_runtest_makereport(item, call):
+    if call.excinfo is not None:
+        for k, v in item.user_properties:
+            if k == "seed":
+                item.add_report_section(call.when, "seed", f"torch seed for this test: {v}")

@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from aver_fast import AVER, AVERConfig, model_summary
+from aver_fast.models import JCABaseline, LeaderFollower
+
+PAPER_PARAMS = 26.97e6
+
+
+def tiny_inputs(c, b=2):
+    return (torch.randn(b, c.seq_len, 3, c.frames_per_clip, c.image_size, c.image_size),
+            torch.randn(b, c.seq_len, 1, c.n_mels, c.audio_frames))
+
+
+@pytest.mark.parametrize("cls", [AVER, JCABaseline, LeaderFollower], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("pool", ["none", "mean"])
+def test_end_to_end_shapes_and_gradients(cls, pool):
+    c = AVERConfig.tiny(pool=pool)
+    m = cls(c)
+    out = m(*tiny_inputs(c))
+    assert out.shape == ((2, c.seq_len, 2) if pool == "none" else (2, 2))
+    out.sum().backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+def test_forward_features_accepts_region_maps_and_pooled_features():
+    c = AVERConfig.tiny()
+    m = AVER(c).eval()
+    video, audio = tiny_inputs(c)
+    with torch.no_grad():
+        regions, a = m.backbone_features(video, audio)
+        assert regions.shape == (2, c.seq_len, 4, c.video_dim) and a.shape == (2, c.seq_len, c.audio_dim)
+        torch.testing.assert_close(m(video, audio), m.forward_features(regions, a))
+        assert m.forward_features(regions.mean(2), a).shape == (2, c.seq_len, 2)
+
+
+def test_paper_preset_fusion_parameters_within_5_percent_of_paper():
+    s = model_summary(AVER(AVERConfig.paper()))
+    assert abs(s.fusion_trainable - PAPER_PARAMS) / PAPER_PARAMS < 0.05, s.fusion_trainable
+    assert s.parts["video_backbone"][0] == 0 and s.parts["audio_backbone"][0] == 0  # frozen
+    assert s.parts["tlab_audio"][0] == 7_880_192 and s.parts["avga"][0] == 838_193
+    assert s.fusion_gflops > 0.5
+
+
+def test_frozen_backbones_stay_in_eval_mode_and_get_no_gradient():
+    c = AVERConfig.tiny(freeze_backbones=True)
+    m = AVER(c).train()
+    assert not m.video_backbone.training and not m.audio_backbone.training and m.tlab_audio.training
+    m(*tiny_inputs(c)).sum().backward()
+    assert all(p.grad is None for p in m.video_backbone.parameters())
+
+
+@pytest.mark.parametrize("flag", ["use_tcn", "use_lstm", "use_attention"])
+def test_ablation_flags_reach_both_tlabs(flag):
+    m = AVER(AVERConfig.tiny(**{flag: False}))
+    for tlab in (m.tlab_audio, m.tlab_video):
+        assert getattr(tlab, flag) is False
+    full = sum(p.numel() for p in AVER(AVERConfig.tiny()).parameters())
+    assert sum(p.numel() for p in m.parameters()) < full
+
+
+def test_bad_inputs_are_clear_errors():
+    c = AVERConfig.tiny()
+    m = AVER(c)
+    video, audio = tiny_inputs(c)
+    with pytest.raises(ValueError, match="video must be"):
+        m(video[:, :, :1], audio)
+    with pytest.raises(ValueError, match="differs from audio"):
+        m(video, audio[:1])
+    with pytest.raises(ValueError, match=f"seq_len={c.seq_len}"):
+        m.forward_features(torch.randn(1, c.seq_len + 1, c.video_dim), torch.randn(1, c.seq_len + 1, c.audio_dim))
+    with pytest.raises(ValueError, match="a_feat must be"):
+        m.forward_features(torch.randn(1, c.seq_len, c.video_dim), torch.randn(1, c.seq_len, 3))
+    with pytest.raises(ValueError, match="pool must be"):
+        AVERConfig.tiny(pool="max")
+    with pytest.raises(ValueError, match="unknown AVERConfig keys"):
+        AVERConfig.from_dict({"seq_len": 4, "bogus": 1})

@@ -1,0 +1,54 @@
+import pytest
+import torch
+import torchvision
+
+from aver_fast.nn import AVGA, AudioResNet18, R2Plus1D18
+
+
+def _same_layout(ours, theirs):
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(b)
+    assert all(a[k].shape == b[k].shape for k in a)
+
+
+def test_r2plus1d_state_dict_matches_torchvision_and_loads_its_weights(tmp_path):
+    tv = torchvision.models.video.r2plus1d_18(num_classes=400).eval()
+    ours = R2Plus1D18(num_classes=400).eval()
+    _same_layout(ours, tv)
+    path = tmp_path / "r2plus1d_18.pth"
+    torch.save(tv.state_dict(), path)
+    ours.load_torchvision_weights(path)
+    x = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x), rtol=1e-4, atol=1e-4)
+    headless = R2Plus1D18()  # no classifier: the fc keys of the file are dropped
+    headless.load_torchvision_weights(path)
+    with torch.no_grad():
+        assert headless.eval().forward_map(x).shape == (1, 512, 1, 4, 4)
+
+
+def test_audio_resnet_layout_matches_torchvision_resnet18():
+    tv = torchvision.models.resnet18(num_classes=10)
+    tv.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    _same_layout(AudioResNet18(num_classes=10), tv)
+    assert AudioResNet18()(torch.randn(2, 1, 128, 104)).shape == (2, 512)
+
+
+def test_weights_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        R2Plus1D18().load_torchvision_weights(tmp_path / "nope.pth")
+    torch.save(AudioResNet18().state_dict(), tmp_path / "audio.pth")
+    with pytest.raises(ValueError, match="does not match R2Plus1D18"):
+        R2Plus1D18().load_torchvision_weights(tmp_path / "audio.pth")
+
+
+def test_avga_attends_over_regions_guided_by_audio():
+    m = AVGA(16, 8, hidden=12, attn_dim=5)
+    regions, audio = torch.randn(2, 3, 7, 16), torch.randn(2, 3, 8)
+    out = m(regions, audio)
+    assert out.shape == (2, 3, 16)
+    out2 = m(regions, audio + torch.randn_like(audio))
+    assert not torch.allclose(out, out2), "the audio feature changes the pooling"
+    assert sum(p.numel() for p in AVGA().parameters()) == 838_193
+    with pytest.raises(ValueError, match="audio must be"):
+        m(regions, torch.randn(2, 8))
