@@ -29,14 +29,14 @@ def extensions():
         with_cuda = True
     elif flag not in ("0", "false", "no"):
         with_cuda = cpp_extension.CUDA_HOME is not None and bool(cuda_sources)
-    cxx = ["-O3", "-std=c++17", "-fopenmp"] if sys.platform != "win32" else ["/O2", "/openmp"]
+    cxx = ["-O3", "-fopenmp"] if sys.platform != "win32" else ["/O2", "/openmp"]
     define = [("AVER_FAST_WITH_CUDA", "1")] if with_cuda else []
     kwargs = dict(name="aver_fast._C", include_dirs=[os.path.join(ROOT, "csrc")], define_macros=define,
                   extra_link_args=["-fopenmp"] if sys.platform != "win32" else [])
     if with_cuda:
         ext = cpp_extension.CUDAExtension(sources=cpu_sources + cuda_sources,
-                                          extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--use_fast_math",
-                                                                                   "-std=c++17"]}, **kwargs)
+                                          extra_compile_args={"cxx": cxx, "nvcc": ["-O3",
+ ]}, **kwargs)
     else:
         ext = cpp_extension.CppExtension(sources=cpu_sources, extra_compile_args={"cxx": cxx}, **kwargs)
     return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}

@@ -1,0 +1,225 @@
+// Small dense kernels shared by the CPU ops: row-major, single-threaded, written so the compiler vectorises
+// them for the ISA of the translation unit that includes this header (see isa_*.cpp). No ATen here.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace aver_fast_cpu {
+namespace AVER_ISA {
+
+// Own tiny helpers instead of std::max/std::fill: every function in this namespace is compiled for one ISA, and
+// out-of-line copies of std templates instantiated here could be picked by the linker for baseline code.
+template <typename T> inline T maxv(T a, T b) { return a > b ? a : b; }
+inline int64_t minv(int64_t a, int64_t b) { return a < b ? a : b; }
+template <typename T> inline void fill(T* p, int64_t n, T v) { for (int64_t i = 0; i < n; ++i) p[i] = v; }
+template <typename T> inline void copy(const T* src, int64_t n, T* dst) { for (int64_t i = 0; i < n; ++i) dst[i] = src[i]; }
+
+// GCC/Clang vector extensions give explicit SIMD registers of the translation unit's ISA (AVER_VEC_BYTES).
+template <typename T>
+struct Simd {
+  typedef T vec __attribute__((vector_size(AVER_VEC_BYTES), aligned(sizeof(T))));
+  static constexpr int64_t lanes = AVER_VEC_BYTES / sizeof(T);
+  static inline vec load(const T* p) { return *reinterpret_cast<const vec*>(p); }
+  static inline void store(T* p, vec v) { *reinterpret_cast<vec*>(p) = v; }
+  static inline vec splat(T x) { return vec{} + x; }
+};
+
+// exp(x) for a whole vector: x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor series (degree 7 in float, 13 in
+// double: below one ulp), times 2^n built in the exponent bits. Inputs are clamped to the normal range, so very
+// negative inputs give ~1e-38 (float) / ~1e-308 (double) instead of 0: harmless for softmax, which is its use.
+template <typename T> struct VMathBits;
+template <> struct VMathBits<float> {
+  typedef int32_t ivec __attribute__((vector_size(AVER_VEC_BYTES)));
+  static constexpr int mant = 23, bias = 127, degree = 7;
+  static constexpr float lo = -87.0f, hi = 88.0f;
+};
+template <> struct VMathBits<double> {
+  typedef int64_t ivec __attribute__((vector_size(AVER_VEC_BYTES)));
+  static constexpr int mant = 52, bias = 1023, degree = 13;
+  static constexpr double lo = -707.0, hi = 709.0;
+};
+
+template <typename T>
+inline typename Simd<T>::vec vexp(typename Simd<T>::vec x) {
+  using S = Simd<T>;
+  using B = VMathBits<T>;
+  typedef typename B::ivec ivec;
+  x = x < S::splat(B::lo) ? S::splat(B::lo) : x;
+  x = x > S::splat(B::hi) ? S::splat(B::hi) : x;
+  // round(x / ln2) with the 1.5 * 2^mant trick: the integer lands in the low mantissa bits of t.
+  const T magic = T(1.5) * T(int64_t(1) << B::mant);
+  const typename S::vec t = x * T(1.4426950408889634) + magic;
+  const typename S::vec nf = t - magic;
+  const ivec n = (ivec)t - (ivec)S::splat(magic);
+  const typename S::vec r = (x - nf * T(0.693145751953125)) - nf * T(1.428606820309417232e-06);
+  T c[B::degree + 1];
+  c[0] = T(1);
+  for (int d = 1; d <= B::degree; ++d) c[d] = c[d - 1] / T(d);
+  typename S::vec p = S::splat(c[B::degree]);
+  for (int d = B::degree - 1; d >= 0; --d) p = p * r + c[d];
+  return p * (typename S::vec)((n + B::bias) << B::mant);
+}
+
+// 10 log10(x) of a vector of positive normal floats (Cephes logf: x = m 2^e, m in [sqrt(1/2), sqrt(2)), a degree-9
+// polynomial in m - 1; about one ulp). Doubles go through std::log10 lane by lane.
+inline Simd<float>::vec vdb(Simd<float>::vec x) {
+  using S = Simd<float>;
+  typedef VMathBits<float>::ivec ivec;
+  const ivec i = (ivec)x;
+  ivec e = ((i >> 23) & 0xff) - 126;
+  S::vec m = (S::vec)((i & 0x807fffff) | 0x3f000000);  // [0.5, 1)
+  const ivec small = m < S::splat(0.707106781186547524f);  // -1 where true
+  e += small;
+  m = m - 1.0f + (S::vec)((ivec)m & small);  // m < sqrt(1/2): 2m - 1, else m - 1
+  const S::vec z = m * m;
+  S::vec y = S::splat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: int -> float through the mantissa
+  const S::vec ef = (S::vec)(e + (ivec)S::splat(magic)) - magic;
+  y += ef * -2.12194440e-4f;
+  y += z * -0.5f;
+  const S::vec ln = m + y + ef * 0.693359375f;
+  return ln * 4.342944819032518f;  // 10 / ln(10)
+}
+inline Simd<double>::vec vdb(Simd<double>::vec x) {
+  for (int64_t l = 0; l < Simd<double>::lanes; ++l) x[l] = 10.0 * std::log10(x[l]);
+  return x;
+}
+
+// Micro-kernel: C[MR rows, NV vectors of columns] (=|+=) alpha * sum_k A(i, k) B[k, j], accumulators in registers.
+template <typename T, int MR, int NV>
+inline void gemm_tile(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, T* C,
+                      int64_t ldc, bool accumulate) {
+  using S = Simd<T>;
+  typename S::vec acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = S::splat(T(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const T* b = B + k * ldb;
+    typename S::vec bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * S::lanes);
+    for (int r = 0; r < MR; ++r) {
+      const typename S::vec a = S::splat(A[r * a_rs + k * a_cs]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      T* c = C + r * ldc + v * S::lanes;
+      S::store(c, accumulate ? S::load(c) + alpha * acc[r][v] : alpha * acc[r][v]);
+    }
+}
+
+// C (M x N) = alpha * op(A) (M x K) * B (K x N)  [+ C when accumulate].
+// A(i, k) = A[i * a_rs + k * a_cs] (so A, A^T and strided views all work); B rows are contiguous (ldb).
+template <typename T>
+inline void gemm_nn(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                    const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int64_t VL = Simd<T>::lanes;
+  int64_t j = 0;
+  for (; j + 2 * VL <= N; j += 2 * VL) {  // 4 rows x 2 vectors
+    int64_t i = 0;
+    for (; i + 4 <= M; i += 4)
+      gemm_tile<T, 4, 2>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
+    for (; i < M; ++i)
+      gemm_tile<T, 1, 2>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
+  }
+  for (; j + VL <= N; j += VL) {  // 8 rows x 1 vector
+    int64_t i = 0;
+    for (; i + 8 <= M; i += 8)
+      gemm_tile<T, 8, 1>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
+    for (; i < M; ++i)
+      gemm_tile<T, 1, 1>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
+  }
+  if (j < N) {  // fewer than one vector of columns left: scalar axpy form
+    for (int64_t i = 0; i < M; ++i) {
+      T* crow = C + i * ldc;
+      T tmp[Simd<T>::lanes] = {};
+      for (int64_t k = 0; k < K; ++k) {
+        const T x = A[i * a_rs + k * a_cs];
+        const T* b = B + k * ldb;
+        for (int64_t c = j; c < N; ++c) tmp[c - j] += x * b[c];
+      }
+      for (int64_t c = j; c < N; ++c) crow[c] = accumulate ? crow[c] + alpha * tmp[c - j] : alpha * tmp[c - j];
+    }
+  }
+}
+
+// dst (cols x rows) = src (rows x cols)^T, src row stride lds, dst row stride ldd.
+template <typename T>
+inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* dst, int64_t ldd) {
+  constexpr int64_t BS = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += BS)
+    for (int64_t c0 = 0; c0 < cols; c0 += BS) {
+      const int64_t r1 = minv(rows, r0 + BS), c1 = minv(cols, c0 + BS);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+}
+
+// In-place numerically stable softmax of each row of X (M x N, row stride ld).
+template <typename T>
+inline void softmax_rows(int64_t M, int64_t N, T* X, int64_t ld) {
+  using S = Simd<T>;
+  for (int64_t i = 0; i < M; ++i) {
+    T* x = X + i * ld;
+    T mx = x[0];
+    for (int64_t j = 1; j < N; ++j) mx = maxv(mx, x[j]);
+    typename S::vec vsum = S::splat(T(0));
+    int64_t j = 0;
+    for (; j + S::lanes <= N; j += S::lanes) {
+      const typename S::vec e = vexp<T>(S::load(x + j) - mx);
+      S::store(x + j, e);
+      vsum += e;
+    }
+    T sum = T(0);
+    for (int64_t l = 0; l < S::lanes; ++l) sum += vsum[l];
+    for (; j < N; ++j) {
+      x[j] = std::exp(x[j] - mx);
+      sum += x[j];
+    }
+    const T inv = T(1) / sum;
+    for (int64_t c = 0; c < N; ++c) x[c] *= inv;
+  }
+}
+
+// P (M x N) = softmax of S over its rows, i.e. along each column: P[j, i] = exp(S[j, i]) / sum_j' exp(S[j', i]).
+// colbuf needs 2 * N entries.
+template <typename T>
+inline void softmax_cols(int64_t M, int64_t N, const T* S, int64_t lds, T* P, int64_t ldp, T* colbuf) {
+  using V = Simd<T>;
+  T* mx = colbuf;
+  T* sum = colbuf + N;
+  for (int64_t c = 0; c < N; ++c) mx[c] = S[c];
+  for (int64_t r = 1; r < M; ++r)
+    for (int64_t c = 0; c < N; ++c) mx[c] = maxv(mx[c], S[r * lds + c]);
+  for (int64_t c = 0; c < N; ++c) sum[c] = T(0);
+  for (int64_t r = 0; r < M; ++r) {
+    const T* srow = S + r * lds;
+    T* prow = P + r * ldp;
+    int64_t c = 0;
+    for (; c + V::lanes <= N; c += V::lanes) {
+      const typename V::vec e = vexp<T>(V::load(srow + c) - V::load(mx + c));
+      V::store(prow + c, e);
+      V::store(sum + c, V::load(sum + c) + e);
+    }
+    for (; c < N; ++c) {
+      prow[c] = std::exp(srow[c] - mx[c]);
+      sum[c] += prow[c];
+    }
+  }
+  for (int64_t c = 0; c < N; ++c) sum[c] = T(1) / sum[c];
+  for (int64_t r = 0; r < M; ++r)
+    for (int64_t c = 0; c < N; ++c) P[r * ldp + c] *= sum[c];
+}
+
+}  // namespace AVER_ISA
+}  // namespace aver_fast_cpu

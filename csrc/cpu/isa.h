@@ -1,0 +1,44 @@
+// Runtime choice of the instruction set for the CPU kernels. The kernel headers (blas.h, *_kernel.h) are compiled
+// once per ISA (isa_default.cpp, isa_avx2.cpp, isa_avx512.cpp); the op files call them through this table.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "log_mel_plan.h"
+
+namespace aver_fast_cpu {
+
+template <typename T>
+struct KernelTable {
+  int64_t (*tlab_forward_scratch)(int64_t L, int64_t D);
+  int64_t (*tlab_backward_scratch)(int64_t L, int64_t D);
+  void (*tlab_forward)(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* scratch);
+  void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, T* dq, T* dk,
+                        T* dv, T* scratch);
+  int64_t (*jca_scratch)(int64_t Lj, int64_t D);
+  void (*jca_forward)(int64_t Lx, int64_t Lj, int64_t D, T s, const T* xw, const T* j, T* out, T* scratch);
+  void (*jca_backward)(int64_t Lx, int64_t Lj, int64_t D, T s, T* dz, const T* out, const T* xw, const T* j,
+                       T* dxw, T* dj);
+  int64_t (*mel_scratch)(int64_t n_fft);
+  void (*mel_block)(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T* out, T* scratch);
+};
+
+struct Kernels {
+  const char* name;
+  KernelTable<float> f32;
+  KernelTable<double> f64;
+  template <typename T> const KernelTable<T>& get() const;
+};
+template <> inline const KernelTable<float>& Kernels::get<float>() const { return f32; }
+template <> inline const KernelTable<double>& Kernels::get<double>() const { return f64; }
+
+const Kernels* kernels_default();
+const Kernels* kernels_avx2();    // nullptr where not compiled (non-x86)
+const Kernels* kernels_avx512();  // nullptr where not compiled (non-x86)
+
+// The kernels in use: the best the CPU supports, or $AVER_FAST_CPU_ISA (default|avx2|avx512) read once.
+const Kernels& cpu_kernels();
+// Force an ISA ("" = best available); returns the name now in use. Raises if the CPU cannot run it.
+std::string set_cpu_isa(const std::string& name);
+
+}  // namespace aver_fast_cpu
