@@ -27,13 +27,15 @@ class Backend:
     """One way of running one op.
 
     ``available()`` returns ``None`` when the backend can run at all, else the reason it cannot;
-    ``supports(device, dtype)`` returns ``None`` when it can run on that device and dtype, else the reason.
+    ``supports(device, dtype)`` returns ``None`` when it can run on that device and dtype, else the reason;
+    ``accepts(*args)`` sees the op's arguments (shapes, settings) and returns ``None`` or the reason it cannot.
     """
 
     name: str
     fn: Callable
     available: Callable[[], str | None] = lambda: None
     supports: Callable[[torch.device, torch.dtype], str | None] = lambda device, dtype: None
+    accepts: Callable[..., str | None] = lambda *args: None
 
 
 @dataclass
@@ -52,12 +54,14 @@ def register(op: str, backend: Backend) -> None:
     _OPS.setdefault(op, OpEntry(op)).backends[backend.name] = backend
 
 
-def _why_not(b: Backend | None, device: torch.device, dtype: torch.dtype) -> str | None:
+def _why_not(b: Backend | None, device: torch.device, dtype: torch.dtype, args: tuple | None = None) -> str | None:
     if b is None:
         return "not implemented for this op"
     reason = b.available()
     if reason is None:
         reason = b.supports(device, dtype)
+    if reason is None and args is not None:
+        reason = b.accepts(*args)
     return reason
 
 
@@ -70,20 +74,21 @@ def requested_backend(backend: str | None) -> str | None:
     return name
 
 
-def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None) -> Backend:
-    """The backend that runs ``op`` on ``device``/``dtype``; see the module docstring for the rules."""
+def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None,
+           args: tuple | None = None) -> Backend:
+    """The backend that runs ``op`` on ``device``/``dtype`` (for ``args``, when given); see the module docstring."""
     entry = _OPS[op]
     name = requested_backend(backend)
     if name is not None:
         b = entry.backends.get(name)
-        reason = _why_not(b, device, dtype)
+        reason = _why_not(b, device, dtype, args)
         if reason is not None:
             raise RuntimeError(f"aver_fast.{op}: backend {name!r} was requested but cannot run on "
                                f"{device.type}/{dtype}: {reason}")
         return b
     for candidate in BACKENDS:
         b = entry.backends.get(candidate)
-        if b is not None and _why_not(b, device, dtype) is None:
+        if b is not None and _why_not(b, device, dtype, args) is None:
             return b
     raise AssertionError(f"no backend for {op}")  # unreachable: reference supports everything
 

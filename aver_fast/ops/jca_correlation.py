@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _registry
+from . import _ext, _registry
 from ._validation import check_same, check_scale, check_tensor
 from .tlab_attention import _upcast
 
@@ -45,7 +45,37 @@ def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float
     return check_scale(scale, w.shape[1] ** -0.5)
 
 
+def _compiled(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.jca_correlation`` on ``(N, L, C)`` / ``(N, L, D)`` views."""
+    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
+    out = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w, j.reshape(-1, lj, j.shape[-1]),
+                                              scale)
+    return out.reshape(*lead, lx, lj)
+
+
 _registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
+_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64))
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::jca_correlation")
+    def _fake(x, w, j, scale):
+        return x.new_empty((x.shape[0], x.shape[1], j.shape[1]))
+
+    @torch.library.register_fake("aver_fast::jca_correlation_backward")
+    def _fake_backward(grad, out, x, w, j, scale):
+        return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
+
+    def _setup_context(ctx, inputs, output):
+        x, w, j, scale = inputs
+        ctx.save_for_backward(x, w, j, output)  # x @ w is not saved: the backward recomputes it
+        ctx.scale = scale
+
+    def _backward(ctx, grad):
+        x, w, j, out = ctx.saved_tensors
+        dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, x, w, j, ctx.scale)
+        return dx, dw, dj, None
+
+    torch.library.register_autograd("aver_fast::jca_correlation", _backward, setup_context=_setup_context)
 
 
 def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float | None = None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _registry
+from . import _ext, _registry
 from ._validation import check_tensor
 
 OP = "log_mel"
@@ -157,15 +157,35 @@ def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
 
 
+def _constants(p: MelParams, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-setting constants, cached (and constants to torch.compile): the Hann window of ``win_length``, the same
+    zero-padded (centred) to ``n_fft``, and the ``(n_freqs, n_mels)`` filterbank."""
+    return _cached_constants(p.sample_rate, p.n_fft, p.win_length, p.n_mels, p.f_min, p.f_max, p.mel_scale, p.norm,
+                             dtype, device)
+
+
+@functools.lru_cache(maxsize=32)
+@torch.compiler.assume_constant_result  # inside the cache: dynamo traces lru_cache wrappers, then sees the mark
+def _cached_constants(sample_rate: int, n_fft: int, win_length: int, n_mels: int, f_min: float, f_max: float,
+                      mel_scale: str, norm: str | None, dtype: torch.dtype, device: torch.device):
+    left = (n_fft - win_length) // 2
+    window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    padded = torch.nn.functional.pad(window, (left, n_fft - win_length - left))
+    fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
+    return (window.to(dtype=dtype, device=device), padded.to(dtype=dtype, device=device),
+            fb.to(dtype=dtype, device=device))
+
+
 def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``."""
     x = waveform.float() if waveform.dtype in (torch.float16, torch.bfloat16) else waveform
     lead = x.shape[:-1]
     x = x.reshape(-1, x.shape[-1])
-    spec = torch.stft(x, p.n_fft, p.hop_length, p.win_length, p.window(x.dtype, x.device), center=p.center,
+    window, _, fb = _constants(p, x.dtype, x.device)
+    spec = torch.stft(x, p.n_fft, p.hop_length, p.win_length, window, center=p.center,
                       pad_mode=p.pad_mode, normalized=False, onesided=True, return_complex=True)
     power = spec.real.square() + spec.imag.square()  # (N, n_freqs, frames)
-    mel = torch.matmul(p.filterbank(x.dtype, x.device).t(), power)  # (N, n_mels, frames)
+    mel = torch.matmul(fb.t(), power)  # (N, n_mels, frames)
     db = apply_top_db(10.0 * torch.log10(torch.clamp(mel, min=AMIN)), p.top_db)
     return db.reshape(*lead, p.n_mels, db.shape[-1]).to(waveform.dtype)
 
@@ -181,7 +201,31 @@ def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1
     return log_mel_ref_params(waveform, p)
 
 
+def _compiled(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
+    _, window, fb = _constants(p, waveform.dtype, waveform.device)
+    out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, waveform.shape[-1]), window, fb, p.hop_length, p.center,
+                                      PAD_MODES.index(p.pad_mode), p.top_db)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
+
+
+def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+    if p.n_fft & (p.n_fft - 1) or p.n_fft < 2:
+        return f"the C++ kernel's FFT needs n_fft to be a power of two (got {p.n_fft})"
+    if waveform.requires_grad and torch.is_grad_enabled():
+        return "the C++ kernel has no backward; a waveform that requires grad goes through the reference"
+    return None
+
+
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
+_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::log_mel")
+    def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
+        n, n_fft = waveform.shape[-1], window.shape[0]
+        frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
+        return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
 
 def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
@@ -204,4 +248,4 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024,
 
 def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None) -> torch.Tensor:
     """:func:`log_mel` with settings already validated by :func:`make_params` (and a checked waveform)."""
-    return _registry.select(OP, waveform.device, waveform.dtype, backend).fn(waveform, p)
+    return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _registry
+from . import _ext, _registry
 from ._validation import check_same, check_scale, check_tensor
 
 OP = "tlab_attention"
@@ -48,7 +48,36 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     return check_scale(scale, q.shape[-1] ** -0.5)
 
 
+def _compiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.tlab_attention`` on ``(N, L, D)`` views (the dispatcher picks CPU or CUDA)."""
+    L, D = q.shape[-2:]
+    out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
+    return out.reshape(q.shape)
+
+
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
+_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64))
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::tlab_attention")
+    def _fake(q, k, v, scale):
+        return q.new_empty(q.shape)
+
+    @torch.library.register_fake("aver_fast::tlab_attention_backward")
+    def _fake_backward(grad, q, k, v, scale):
+        return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
+
+    def _setup_context(ctx, inputs, output):
+        q, k, v, scale = inputs
+        ctx.save_for_backward(q, k, v)
+        ctx.scale = scale
+
+    def _backward(ctx, grad):
+        q, k, v = ctx.saved_tensors
+        dq, dk, dv = torch.ops.aver_fast.tlab_attention_backward(grad, q, k, v, ctx.scale)
+        return dq, dk, dv, None
+
+    torch.library.register_autograd("aver_fast::tlab_attention", _backward, setup_context=_setup_context)
 
 
 def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,

@@ -1,0 +1,105 @@
+"""Fast backends of log_mel against the float64 reference (within 1e-4 dB-relative in float32)."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import aver_fast
+from aver_fast.ops import _registry
+from aver_fast.ops.log_mel import log_mel_ref, make_params
+
+from ._parity import DTYPES, cpu_isas, require_cpp, restore_isa  # noqa: F401
+
+CASES = [
+    dict(),  # the paper's settings: 44.1 kHz, n_fft 1024, win 882, hop 441, 128 slaney mels, top_db 80
+    dict(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40, mel_scale="htk", norm=None,
+         top_db=None),
+    dict(sample_rate=22050, n_fft=256, win_length=255, hop_length=64, n_mels=32, pad_mode="constant"),
+    dict(sample_rate=8000, n_fft=128, win_length=128, hop_length=50, n_mels=20, pad_mode="replicate",
+         f_min=100.0, f_max=3000.0),
+    dict(sample_rate=8000, n_fft=64, win_length=33, hop_length=7, n_mels=8, pad_mode="circular", top_db=30.0),
+    dict(sample_rate=16000, n_fft=512, win_length=512, hop_length=128, n_mels=64, center=False),
+]
+SAMPLES = [45599, 7001, 3000, 1001, 257, 5000]
+
+
+def check(out, ref):
+    """|out - ref| <= 1e-4 * max(|ref|, 1) dB, elementwise."""
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    err = ((out.double() - ref).abs() / ref.abs().clamp(min=1.0)).max().item()
+    assert err <= 1e-4, f"max dB-relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case, samples", list(zip(CASES, SAMPLES)), ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
+def test_cpp_parity(case, samples, dtype):
+    require_cpp()
+    x = torch.randn(3, samples, dtype=torch.float64) * torch.linspace(1e-3, 1.0, samples, dtype=torch.float64)
+    ref = log_mel_ref(x, **case)
+    check(aver_fast.log_mel(x.to(dtype), backend="cpp", **case), ref)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+def test_cpp_parity_every_isa(isa, restore_isa):
+    if isa not in cpu_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    aver_fast.ops._ext.set_cpu_isa(isa)
+    x = torch.randn(2, 45599, dtype=torch.float64)
+    for dtype in DTYPES:
+        check(aver_fast.log_mel(x.to(dtype), backend="cpp"), log_mel_ref(x))
+
+
+def test_cpp_batch_dims_silence_and_loud_input():
+    require_cpp()
+    x = torch.randn(2, 2, 9000, dtype=torch.float64)
+    x[0, 0] = 0.0  # silence: every bin at the 1e-10 floor
+    x[1, 1] *= 1e4
+    out = aver_fast.log_mel(x.float(), backend="cpp", sample_rate=16000, n_fft=512, hop_length=160, win_length=400,
+                            n_mels=40)
+    ref = log_mel_ref(x, sample_rate=16000, n_fft=512, hop_length=160, win_length=400, n_mels=40)
+    check(out, ref)
+    assert ((out[0, 0] + 100.0).abs() < 1e-4).all()  # 10 log10(1e-10)
+
+
+def test_cpp_is_deterministic():
+    require_cpp()
+    x = torch.randn(4, 45599)
+    assert torch.equal(aver_fast.log_mel(x, backend="cpp"), aver_fast.log_mel(x, backend="cpp"))
+
+
+def test_fallbacks_to_reference_are_automatic_and_explicit_requests_raise():
+    require_cpp()
+    x = torch.randn(2, 4000)
+    odd = dict(n_fft=400, win_length=400, hop_length=160, n_mels=40, sample_rate=16000)
+    assert _registry.select("log_mel", x.device, x.dtype, None, (x, make_params(**odd))).name \
+        == "reference"
+    with pytest.raises(RuntimeError, match="power of two"):
+        aver_fast.log_mel(x, backend="cpp", **odd)
+    xg = x.clone().requires_grad_()
+    out = aver_fast.log_mel(xg, sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40)
+    out.sum().backward()  # auto-selected the reference, which has gradients
+    assert xg.grad is not None
+    with pytest.raises(RuntimeError, match="no backward"):
+        aver_fast.log_mel(xg, backend="cpp")
+
+
+def test_direct_op_call_checks():
+    require_cpp()
+    with pytest.raises(RuntimeError, match="power of two"):
+        torch.ops.aver_fast.log_mel(torch.randn(1, 4000), torch.ones(400), torch.ones(201, 8), 100, True, 0, None)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 2), st.sampled_from([16, 32, 64, 128, 256]), st.floats(0.3, 1.0), st.integers(1, 100),
+       st.integers(4, 24), st.integers(0, 3), st.booleans(), st.sampled_from(DTYPES), st.integers(0, 2000))
+@pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
+def test_cpp_property_random_settings(seed, batch, n_fft, win_frac, hop, n_mels, pad, center, dtype, extra):
+    require_cpp()
+    torch.manual_seed(seed)  # inputs are a function of the example, so hypothesis can shrink failures
+    win = max(1, int(n_fft * win_frac))
+    samples = n_fft + 1 + extra
+    kwargs = dict(sample_rate=16000, n_fft=n_fft, win_length=win, hop_length=hop, n_mels=n_mels,
+                  pad_mode=("reflect", "constant", "replicate", "circular")[pad], center=center)
+    x = torch.randn(batch, samples, dtype=torch.float64)
+    check(aver_fast.log_mel(x.to(dtype), backend="cpp", **kwargs), log_mel_ref(x, **kwargs))

@@ -1,0 +1,74 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import aver_fast
+from aver_fast.ops import _ext, _registry
+
+from ._parity import require_cpp
+
+
+def test_extension_is_built_and_reports_its_isa():
+    require_cpp()
+    assert _ext.cpu_isa() in ("default", "avx2", "avx512")
+
+
+def test_backends_report_names_the_choice_and_reasons():
+    require_cpp()
+    report = aver_fast.backends()
+    assert set(report) == {"tlab_attention", "jca_correlation", "log_mel"}
+    for op, per_device in report.items():
+        assert per_device["cpu"]["selected"] == "cpp"
+        assert per_device["cpu"]["reasons"]["reference"] is None
+        assert "CPU tensors only" in per_device["cuda"]["reasons"]["cpp"]
+    half = aver_fast.backends(dtype=torch.float16)
+    assert half["tlab_attention"]["cpu"]["selected"] == "reference"
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_keyword_and_environment_force_a_backend(backend, monkeypatch):
+    require_cpp()
+    q = torch.randn(2, 5, 8)
+    assert _registry.select("tlab_attention", q.device, q.dtype, backend).name == backend
+    monkeypatch.setenv("AVER_FAST_BACKEND", backend)
+    assert _registry.select("tlab_attention", q.device, q.dtype).name == backend
+    torch.testing.assert_close(aver_fast.tlab_attention(q, q, q), aver_fast.tlab_attention(q, q, q, backend="reference"))
+
+
+def test_unavailable_explicit_backend_raises(monkeypatch):
+    q = torch.randn(2, 5, 8)
+    with pytest.raises(RuntimeError, match="backend 'cuda' was requested"):
+        aver_fast.tlab_attention(q, q, q, backend="cuda")
+    with pytest.raises(RuntimeError, match="backend 'cpp' was requested.*float16"):
+        aver_fast.tlab_attention(q.half(), q.half(), q.half(), backend="cpp")
+    monkeypatch.setenv("AVER_FAST_BACKEND", "nope")
+    with pytest.raises(ValueError, match="AVER_FAST_BACKEND='nope'"):
+        aver_fast.tlab_attention(q, q, q)
+
+
+def test_missing_extension_warns_once_and_falls_back_to_reference():
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['aver_fast._C'] = None  # as if the extension was never built\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import aver_fast, torch\n"
+        "msgs = [str(x.message) for x in w if 'aver_fast._C' in str(x.message)]\n"
+        "assert len(msgs) == 1 and 'pip install --no-build-isolation -e .' in msgs[0], msgs\n"
+        "q = torch.randn(2, 4, 8)\n"
+        "assert aver_fast.backends()['tlab_attention']['cpu']['selected'] == 'reference'\n"
+        "aver_fast.tlab_attention(q, q, q)\n"
+        "try:\n"
+        "    aver_fast.tlab_attention(q, q, q, backend='cpp')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'could not be loaded' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('explicit cpp backend without the extension must raise')\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AVER_FAST_BACKEND"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
