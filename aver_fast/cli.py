@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--models", default="aver,jca,lf", help="comma-separated subset of aver,jca,lf")
     sub.add_parser("backends", help="print which backend each op would use, per device, and why")
+    bench = sub.add_parser("bench", help="time every op on CPU (reference vs C++ vs PyTorch-native) and write "
+                                         "the markdown table into RESULTS.md")
+    bench.add_argument("--out", default="benchmarks/RESULTS.md",
+                       help="markdown file to write; an existing file keeps everything outside its CPU section "
+                            "(default: benchmarks/RESULTS.md)")
+    bench.add_argument("--no-compile", action="store_true", help="skip torch.compile of the references (slow to build)")
     summary = sub.add_parser("summary", help="print trainable parameters and GFLOPs of a preset")
     summary.add_argument("--preset", choices=("paper", "tiny"), default="paper")
     summary.add_argument("--model", choices=("aver", "jca", "lf"), default="aver")
@@ -31,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "backends":
         from .ops import backends
         print(json.dumps(backends(), indent=2))
+    elif args.command == "bench":
+        from .bench import run_all, write_section
+        report = run_all(compile_ref=not args.no_compile)
+        write_section(args.out, report)
+        print(f"wrote {args.out}")
     elif args.command == "summary":
         from .models import MODELS, AVERConfig
         from .summary import model_summary

@@ -8,8 +8,9 @@
 TORCH_LIBRARY(aver_fast, m) {
   m.def("tlab_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
   m.def("tlab_attention_backward(Tensor grad, Tensor q, Tensor k, Tensor v, float scale) -> (Tensor, Tensor, Tensor)");
-  m.def("jca_correlation(Tensor x, Tensor w, Tensor j, float scale) -> Tensor");
-  m.def("jca_correlation_backward(Tensor grad, Tensor out, Tensor x, Tensor w, Tensor j, float scale) "
+  // Returns (C, XW): XW = x @ w is computed once and kept for the backward instead of being recomputed.
+  m.def("jca_correlation(Tensor x, Tensor w, Tensor j, float scale) -> (Tensor, Tensor)");
+  m.def("jca_correlation_backward(Tensor grad, Tensor out, Tensor xw, Tensor x, Tensor w, Tensor j, float scale) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("log_mel(Tensor waveform, Tensor window, Tensor filterbank, int hop_length, bool center, int pad_mode, "
         "float? top_db) -> Tensor");

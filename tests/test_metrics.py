@@ -20,9 +20,11 @@ def test_matches_eq15_population_statistics():
 
 def test_shift_and_scale_are_penalised_unlike_pearson():
     y = torch.randn(500, dtype=torch.float64)
-    assert ccc(y + 0.5, y) < 0.9
-    assert ccc(2 * y, y) < 0.9
-    assert ccc(y + 0.5, y) > 0  # still correlated
+    y = (y - y.mean()) / y.std(unbiased=False)  # exactly zero mean, unit variance
+    torch.testing.assert_close(ccc(y + 1.0, y), torch.tensor(2 / 3, dtype=torch.float64))  # 2 / (1 + 1 + 1)
+    torch.testing.assert_close(ccc(3 * y, y), torch.tensor(0.6, dtype=torch.float64))  # 2*3 / (9 + 1)
+    pearson = torch.corrcoef(torch.stack([3 * y + 1.0, y]))[0, 1]
+    assert pearson > 0.999 and ccc(3 * y + 1.0, y) < 0.6
 
 
 def test_masks_and_invalid_labels_are_excluded():

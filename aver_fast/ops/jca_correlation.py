@@ -48,8 +48,8 @@ def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float
 def _compiled(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.jca_correlation`` on ``(N, L, C)`` / ``(N, L, D)`` views."""
     lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
-    out = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w, j.reshape(-1, lj, j.shape[-1]),
-                                              scale)
+    out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
+                                                 j.reshape(-1, lj, j.shape[-1]), scale)
     return out.reshape(*lead, lx, lj)
 
 
@@ -59,20 +59,27 @@ _registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _
 if _ext.LOADED:
     @torch.library.register_fake("aver_fast::jca_correlation")
     def _fake(x, w, j, scale):
-        return x.new_empty((x.shape[0], x.shape[1], j.shape[1]))
+        return x.new_empty((x.shape[0], x.shape[1], j.shape[1])), x.new_empty((x.shape[0], x.shape[1], w.shape[1]))
 
     @torch.library.register_fake("aver_fast::jca_correlation_backward")
-    def _fake_backward(grad, out, x, w, j, scale):
+    def _fake_backward(grad, out, xw, x, w, j, scale):
         return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
 
     def _setup_context(ctx, inputs, output):
         x, w, j, scale = inputs
-        ctx.save_for_backward(x, w, j, output)  # x @ w is not saved: the backward recomputes it
+        out, xw = output
+        ctx.save_for_backward(x, w, j, out, xw)
         ctx.scale = scale
+        ctx.set_materialize_grads(False)
 
-    def _backward(ctx, grad):
-        x, w, j, out = ctx.saved_tensors
-        dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, x, w, j, ctx.scale)
+    def _backward(ctx, grad, grad_xw):
+        x, w, j, out, xw = ctx.saved_tensors
+        if grad is None:
+            grad = torch.zeros_like(out)
+        dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, xw, x, w, j, ctx.scale)
+        if grad_xw is not None:  # xw is internal to the public function, but the op exposes it
+            dx = dx + torch.matmul(grad_xw, w.t())
+            dw = dw + torch.einsum("nlc,nld->cd", x, grad_xw)
         return dx, dw, dj, None
 
     torch.library.register_autograd("aver_fast::jca_correlation", _backward, setup_context=_setup_context)

@@ -1,5 +1,6 @@
-// CPU implementation of aver_fast::jca_correlation(_backward): XW = x @ w is one GEMM over the batch (never saved
-// for backward, which recomputes it); per item, C = tanh(s XW J^T) is produced with the scale and tanh fused.
+// CPU implementation of aver_fast::jca_correlation(_backward): XW = x @ w is one GEMM over the batch, computed once
+// and returned for the backward; per item, C = tanh(s XW J^T) is produced with the scale and tanh fused, and the
+// backward fuses the tanh/scale derivative into the per-item products.
 
 #include "common.h"
 
@@ -17,7 +18,8 @@ void check(const at::Tensor& x, const at::Tensor& w, const at::Tensor& j) {
               w.sizes(), ", ", j.sizes());
 }
 
-at::Tensor forward(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor& j_, double scale) {
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor& j_,
+                                           double scale) {
   check(x_, w_, j_);
   const auto x = x_.contiguous(), w = w_.contiguous(), j = j_.contiguous();
   const int64_t N = x.size(0), Lx = x.size(1), C = x.size(2), D = w.size(1), Lj = j.size(1);
@@ -32,20 +34,22 @@ at::Tensor forward(const at::Tensor& x_, const at::Tensor& w_, const at::Tensor&
                      op + b * Lx * Lj, scratch);
     });
   });
-  return out;
+  return {out, xw.view({N, Lx, D})};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& out_,
-                                                        const at::Tensor& x_, const at::Tensor& w_,
-                                                        const at::Tensor& j_, double scale) {
+                                                        const at::Tensor& xw_, const at::Tensor& x_,
+                                                        const at::Tensor& w_, const at::Tensor& j_, double scale) {
   check(x_, w_, j_);
   const auto x = x_.contiguous(), w = w_.contiguous(), j = j_.contiguous(), out = out_.contiguous();
   const int64_t N = x.size(0), Lx = x.size(1), C = x.size(2), D = w.size(1), Lj = j.size(1);
   TORCH_CHECK(grad.sizes() == out.sizes() && out.sizes() == at::IntArrayRef({N, Lx, Lj}),
               "aver_fast: jca_correlation_backward grad/out must be (N, Lx, Lj), got ", grad.sizes(), ", ",
               out.sizes());
+  TORCH_CHECK(xw_.sizes() == at::IntArrayRef({N, Lx, D}), "aver_fast: xw must be (N, Lx, D), got ", xw_.sizes());
+  check_same_dtype(x, xw_, "x", "xw");
   auto dz = grad.contiguous().clone();
-  const auto xw = at::mm(x.view({N * Lx, C}), w);  // recomputed, not saved by the forward
+  const auto xw = xw_.contiguous();
   auto dxw = at::empty({N * Lx, D}, x.options());
   auto dj = at::empty_like(j);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "aver_fast_jca_correlation_backward", [&] {

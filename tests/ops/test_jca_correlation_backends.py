@@ -85,6 +85,19 @@ def test_direct_op_call_checks_shapes():
         torch.ops.aver_fast.jca_correlation(torch.randn(2, 3, 4), torch.randn(5, 6), torch.randn(2, 3, 6), 1.0)
 
 
+def test_op_gradient_through_its_xw_output():
+    """The op also returns x @ w (kept for the backward); a gradient flowing into it is honoured."""
+    require_cpp()
+    x, j = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True), \
+        torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+
+    def f(a, b, c):
+        out, xw = torch.ops.aver_fast.jca_correlation(a, b, c, 0.5)
+        return out.sum() + xw.square().sum()
+    assert torch.autograd.gradcheck(f, (x, w, j))
+
+
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 48), st.integers(1, 48),

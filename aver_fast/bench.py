@@ -1,0 +1,274 @@
+"""CPU benchmark harness shared by ``pytest benchmarks`` and ``aver-fast bench``.
+
+Every case times, in one process: the reference, the compiled C++ kernel and the best PyTorch-native alternative
+(two ``scaled_dot_product_attention`` calls for TLAB; ``torch.compile`` of the reference where it helps). Times
+are medians (with min and max) of repeated calls after warm-up; GFLOP/s count the useful flops of the op
+(6·L²·D per TLAB problem: three L×L×D products) and are set against the machine's measured large-matmul peak.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch._inductor.config
+import torch.nn.functional as F
+
+from .ops import _ext
+
+# torch.compile's worker processes would compete with the timed code for the 2 cores: compile in-process.
+torch._inductor.config.compile_threads = 1
+from .ops.jca_correlation import jca_correlation, jca_correlation_ref
+from .ops.log_mel import log_mel, log_mel_ref
+from .ops.tlab_attention import tlab_attention, tlab_attention_ref
+
+
+@dataclass
+class Timing:
+    median: float
+    lo: float
+    hi: float
+
+
+def measure(fn: Callable[[], object], min_time: float = 0.3, warmup: int = 3, max_runs: int = 2000) -> Timing:
+    """Median/min/max seconds of ``fn()`` over as many runs as fit in ``min_time`` (at least 5)."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < max_runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return Timing(statistics.median(times), min(times), max(times))
+
+
+def matmul_peak_gflops(n: int = 2048) -> float:
+    """Measured float32 GFLOP/s of one large matmul on this machine (all threads torch uses)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = measure(lambda: a @ b, min_time=1.0)
+    return 2 * n ** 3 / t.median / 1e9
+
+
+@dataclass
+class Case:
+    """One benchmark: an op at one shape, in one mode, with the implementations to compare."""
+
+    op: str
+    shape: str
+    mode: str  # "fwd" or "fwd+bwd"
+    flops: float
+    impls: dict[str, Callable[[], object]] = field(default_factory=dict)
+
+
+def _fwd_bwd(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> Callable[[], None]:
+    grad = None
+
+    def run() -> None:
+        nonlocal grad
+        for t in inputs:
+            t.grad = None
+        out = fn(*inputs)
+        if grad is None:
+            grad = torch.randn_like(out)
+        out.backward(grad)
+    return run
+
+
+def _sdpa_pair(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, F.scaled_dot_product_attention(k, q, v))
+
+
+def _tlab_shape_cases(b: int, h: int, L: int, d: int, compiled_ref) -> list[Case]:
+    q, k, v = (torch.randn(b, h, L, d) for _ in range(3))
+    flops = 6 * L * L * d * b * h
+    name = f"B{b}-H{h}-L{L}-D{d}"
+    fwd = Case("tlab_attention", name, "fwd", flops, {
+        "reference": lambda: tlab_attention_ref(q, k, v),
+        "cpp": lambda: tlab_attention(q, k, v, backend="cpp"),
+        "sdpa pair": lambda: _sdpa_pair(q, k, v),
+    })
+    if compiled_ref is not None:
+        fwd.impls["compile(reference)"] = lambda: compiled_ref(q, k, v)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    bwd = Case("tlab_attention", name, "fwd+bwd", 3 * flops, {
+        "reference": _fwd_bwd(tlab_attention_ref, leaves),
+        "cpp": _fwd_bwd(lambda a, b_, c: tlab_attention(a, b_, c, backend="cpp"), leaves),
+        "sdpa pair": _fwd_bwd(_sdpa_pair, leaves),
+    })
+    return [fwd, bwd]
+
+
+def tlab_cases(shapes=((16, 2, 16, 256), (64, 2, 128, 64)), compile_ref: bool = True) -> list[Case]:
+    """The paper's training shape and a long-sequence one; flops count the three L x L x D products."""
+    compiled_ref = torch.compile(tlab_attention_ref, dynamic=False) if compile_ref else None
+    return [c for shape in shapes for c in _tlab_shape_cases(*shape, compiled_ref)]
+
+
+def _jca_shape_cases(b: int, L: int, c: int, d: int, compiled_ref) -> list[Case]:
+    x, w, j = torch.randn(b, L, c), torch.randn(c, d) / c ** 0.5, torch.randn(b, L, d)
+    flops = 2 * b * L * c * d + 2 * b * L * L * d
+    name = f"B{b}-L{L}-C{c}-D{d}"
+    fwd = Case("jca_correlation", name, "fwd", flops, {
+        "reference": lambda: jca_correlation_ref(x, w, j),
+        "cpp": lambda: jca_correlation(x, w, j, backend="cpp"),
+    })
+    if compiled_ref is not None:
+        fwd.impls["compile(reference)"] = lambda: compiled_ref(x, w, j)
+    leaves = [t.clone().requires_grad_() for t in (x, w, j)]
+    bwd = Case("jca_correlation", name, "fwd+bwd", 3 * flops, {
+        "reference": _fwd_bwd(jca_correlation_ref, leaves),
+        "cpp": _fwd_bwd(lambda a, b_, c_: jca_correlation(a, b_, c_, backend="cpp"), leaves),
+    })
+    return [fwd, bwd]
+
+
+def jca_cases(shapes=((16, 16, 512, 1024),), compile_ref: bool = True) -> list[Case]:
+    """The paper's JCA shape (batch 16, L 16, one modality's 512 channels against the 1024-d joint features)."""
+    compiled_ref = torch.compile(jca_correlation_ref, dynamic=False) if compile_ref else None
+    return [c for shape in shapes for c in _jca_shape_cases(*shape, compiled_ref)]
+
+
+def mel_cases(clips: int = 16, samples: int = 45599) -> list[Case]:
+    """16 clips of 1.03 s at 44.1 kHz, the paper's settings. The reference is torch.stft + filterbank matmul.
+
+    Useful flops per frame: a real FFT (2.5 N log2 N), the power (3 per bin) and the mel projection over the
+    filterbank's non-zeros (2 per non-zero; the dense matmul of the reference does ~50x more)."""
+    from .ops.log_mel import mel_filterbank
+
+    x = torch.randn(clips, samples)
+    n_fft, n_freqs = 1024, 513
+    nnz = int((mel_filterbank(44100, n_fft, 128, 0.0, 22050.0, "slaney", "slaney") != 0).sum())
+    frames = 1 + samples // 441
+    flops = clips * frames * (2.5 * n_fft * 10 + 3 * n_freqs + 2 * nnz)
+    return [Case("log_mel", f"{clips}x{samples}", "fwd", flops, {
+        "reference (stft+matmul)": lambda: log_mel_ref(x),
+        "cpp": lambda: log_mel(x, backend="cpp"),
+    })]
+
+
+def saved_bytes(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> int:
+    """Bytes of the tensors autograd saves for backward in one forward call of ``fn`` (inputs excluded)."""
+    total = 0
+    ids = {id(t) for t in inputs}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        if id(t) not in ids and t.data_ptr() not in {i.data_ptr() for i in inputs}:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*inputs)
+    return total
+
+
+def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
+    """AVER ``paper()`` fusion forward at batch 1 on cached features; returns its timing and the share of it spent
+    inside the three ops (measured by wrapping the selected backend functions)."""
+    from .models import AVER, AVERConfig
+    from .ops import _registry
+
+    model = AVER(AVERConfig.paper()).eval()
+    v, a = torch.randn(1, 16, 49, 512), torch.randn(1, 16, 512)
+    spent = [0.0]
+    originals = {}
+    for op, entry in _registry._OPS.items():
+        for name, b in entry.backends.items():
+            originals[(op, name)] = b.fn
+
+            def timed(*args, _fn=b.fn):
+                t = time.perf_counter()
+                out = _fn(*args)
+                spent[0] += time.perf_counter() - t
+                return out
+            b.fn = timed
+    try:
+        with torch.no_grad():
+            run = lambda: model.forward_features(v, a)  # noqa: E731
+            import os
+            old = os.environ.get("AVER_FAST_BACKEND")
+            os.environ["AVER_FAST_BACKEND"] = backend
+            try:
+                timing = measure(run, min_time=0.5)
+                spent[0] = 0.0
+                for _ in range(repeats):
+                    run()
+                ops_time = spent[0] / repeats
+            finally:
+                if old is None:
+                    os.environ.pop("AVER_FAST_BACKEND", None)
+                else:
+                    os.environ["AVER_FAST_BACKEND"] = old
+    finally:
+        for (op, name), fn in originals.items():
+            _registry._OPS[op].backends[name].fn = fn
+    return timing, ops_time / timing.median
+
+
+def machine_header(peak: float) -> str:
+    return (f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"C++ kernels ISA: {_ext.cpu_isa()}; torch {torch.__version__}; measured float32 matmul peak "
+            f"{peak:.0f} GFLOP/s; {datetime.date.today().isoformat()}.")
+
+
+def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str:
+    """Run every case and return the markdown report (tables of medians, ratios, GFLOP/s and % of peak)."""
+    if not _ext.LOADED:
+        raise RuntimeError(_ext.REASON)
+    cases = tlab_cases(compile_ref=compile_ref) + jca_cases(compile_ref=compile_ref) + mel_cases()
+    for case in cases:  # compile and warm every implementation before timing anything
+        for fn in case.impls.values():
+            fn()
+    peak = matmul_peak_gflops()
+    lines = ["## CPU: ops", "", machine_header(peak), "",
+             "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native | GFLOP/s | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for case in cases:
+        results = {name: measure(fn) for name, fn in case.impls.items()}
+        ref = next(t for n, t in results.items() if n.startswith("reference"))
+        natives = [t.median for n, t in results.items() if n not in ("cpp",)]
+        best_native = min(natives)
+        for name, t in results.items():
+            gflops = case.flops / t.median / 1e9
+            lines.append(f"| {case.op} | {case.shape} | {case.mode} | {name} | {t.median * 1e6:,.0f} µs "
+                         f"({t.lo * 1e6:,.0f}–{t.hi * 1e6:,.0f}) | {ref.median / t.median:.2f}× | "
+                         f"{best_native / t.median:.2f}× | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+            log(lines[-1])
+    x, w, j = torch.randn(16, 16, 512, requires_grad=True), torch.randn(512, 1024, requires_grad=True), \
+        torch.randn(16, 16, 1024, requires_grad=True)
+    mem_ref = saved_bytes(jca_correlation_ref, [x, w, j])
+    mem_cpp = saved_bytes(lambda a, b, c: jca_correlation(a, b, c, backend="cpp"), [x, w, j])
+    lines += ["", f"jca_correlation (16, 16, 512 → 1024), activation memory saved for backward beyond the inputs: "
+              f"reference {mem_ref / 1024:.0f} KiB, cpp {mem_cpp / 1024:.0f} KiB.",
+              "", "## CPU: AVER `paper()` fusion forward, batch 1, cached features (1, 16, 49, 512) + (1, 16, 512)", "",
+              "| backend | median (min–max) | share inside the three ops |", "|---|---|---|"]
+    for backend in ("reference", "cpp"):
+        t, share = fusion_breakdown(backend)
+        lines.append(f"| {backend} | {t.median * 1e3:.2f} ms ({t.lo * 1e3:.2f}–{t.hi * 1e3:.2f}) | {100 * share:.0f}% |")
+        log(lines[-1])
+    return "\n".join(lines) + "\n"
+
+
+START, END = "<!-- aver-fast bench: cpu start -->", "<!-- aver-fast bench: cpu end -->"
+
+
+def write_section(path: str, report: str) -> None:
+    """Write ``report`` between the CPU markers of ``path`` (created if missing), keeping the rest of the file."""
+    import os
+
+    block = f"{START}\n{report}{END}\n"
+    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
