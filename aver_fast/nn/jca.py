@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.jca_correlation import jca_correlation
+from ..ops.jca_correlation import jca_correlation_pair
 from ._checks import check_sequence
 
 
@@ -29,8 +29,7 @@ class JCALayer(nn.Module):
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         j = torch.cat([a, v], dim=-1)
-        c_a = jca_correlation(a, self.w_ja, j)  # (B, L, L)
-        c_v = jca_correlation(v, self.w_jv, j)
+        c_a, c_v = jca_correlation_pair(a, self.w_ja, v, self.w_jv, j)  # (B, L, L) each, one launch on GPU
         h_a = torch.relu(self.w_a(a) + self.w_ca(c_a))
         h_v = torch.relu(self.w_v(v) + self.w_cv(c_v))
         return self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v

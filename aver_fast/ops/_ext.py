@@ -40,3 +40,29 @@ def set_cpu_isa(name: str = "") -> str:
     if not LOADED:
         raise RuntimeError(REASON)
     return torch.ops.aver_fast.set_cpu_isa(name)
+
+
+def triton_available() -> str | None:
+    """None when Triton can be imported, else why not."""
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        return f"triton is not installed ({e})"
+    return None
+
+
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def triton_device(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Triton kernels run on CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (set before import)."""
+    import os
+
+    if dtype not in TRITON_DTYPES:
+        return f"the Triton kernels take float16/bfloat16/float32 (got {dtype})"
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return (f"the Triton kernels run on CUDA tensors (got {device.type}; on CPU they run in the interpreter "
+            "with TRITON_INTERPRET=1 set before importing aver_fast)")

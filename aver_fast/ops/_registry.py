@@ -7,7 +7,8 @@ Selection for ``(op, device, dtype)``:
 
 1. the ``backend=`` keyword of the op, else the ``AVER_FAST_BACKEND`` environment variable (read at each call);
    an explicitly requested backend that cannot run raises ``RuntimeError`` saying why;
-2. otherwise the first backend in priority order that is available and supports the device and dtype;
+2. otherwise the first backend in priority order that is available and supports the device, dtype and arguments
+   (Triton is picked automatically on CUDA only: on CPU it runs in the interpreter, for testing, when asked for);
 3. ``reference`` as the last resort.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Backend:
     available: Callable[[], str | None] = lambda: None
     supports: Callable[[torch.device, torch.dtype], str | None] = lambda device, dtype: None
     accepts: Callable[..., str | None] = lambda *args: None
+    auto_devices: tuple[str, ...] | None = None  # device types where automatic selection may pick it (None = all)
 
 
 @dataclass
@@ -88,7 +90,9 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
         return b
     for candidate in BACKENDS:
         b = entry.backends.get(candidate)
-        if b is not None and _why_not(b, device, dtype, args) is None:
+        if b is None or (b.auto_devices is not None and device.type not in b.auto_devices):
+            continue
+        if _why_not(b, device, dtype, args) is None:
             return b
     raise AssertionError(f"no backend for {op}")  # unreachable: reference supports everything
 

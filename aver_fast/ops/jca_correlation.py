@@ -100,5 +100,72 @@ def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: fl
         ``(..., Lx, Lj)`` correlation matrix in ``(-1, 1)``.
     """
     s = check_inputs(x, w, j, scale)
-    b = _registry.select(OP, x.device, x.dtype, backend)
-    return b.fn(x, w, j, s)
+    return _registry.select(OP, x.device, x.dtype, backend, (x, w, j, s)).fn(x, w, j, s)
+
+
+# ------------------------------------------------------------------------------------------------ Triton backend
+@torch.library.custom_op("aver_fast::jca_correlation_triton", mutates_args=())
+def _triton_forward(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
+    """x ``(G, N, Lx, C)``, w ``(G, C, D)``, j ``(N, Lj, D)`` -> ``(G, N, Lx, Lj)`` (G modalities, one launch)."""
+    from ..kernels import jca_correlation as kernel
+    return kernel.forward(x.contiguous(), w.contiguous(), j.contiguous(), scale)
+
+
+@_triton_forward.register_fake
+def _(x, w, j, scale):
+    return x.new_empty((x.shape[0], x.shape[1], x.shape[2], j.shape[1]))
+
+
+@torch.library.custom_op("aver_fast::jca_correlation_triton_backward", mutates_args=())
+def _triton_backward(grad: torch.Tensor, out: torch.Tensor, x: torch.Tensor, w: torch.Tensor, j: torch.Tensor,
+                     scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ..kernels import jca_correlation as kernel
+    return kernel.backward(grad, out, x.contiguous(), w.contiguous(), j.contiguous(), scale)
+
+
+@_triton_backward.register_fake
+def _(grad, out, x, w, j, scale):
+    return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
+
+
+def _triton_setup_context(ctx, inputs, output):
+    x, w, j, scale = inputs
+    ctx.save_for_backward(x, w, j, output)  # x @ w is not saved: the backward recomputes it on chip
+    ctx.scale = scale
+
+
+def _triton_autograd(ctx, grad):
+    x, w, j, out = ctx.saved_tensors
+    return (*torch.ops.aver_fast.jca_correlation_triton_backward(grad, out, x, w, j, ctx.scale), None)
+
+
+_triton_forward.register_autograd(_triton_autograd, setup_context=_triton_setup_context)
+
+
+def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
+    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
+    out = torch.ops.aver_fast.jca_correlation_triton(x.reshape(1, -1, lx, x.shape[-1]), w.unsqueeze(0),
+                                                     j.reshape(-1, lj, j.shape[-1]), scale)
+    return out.reshape(*lead, lx, lj)
+
+
+_registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
+                                         auto_devices=("cuda",)))
+
+
+def jca_correlation_pair(a: torch.Tensor, w_a: torch.Tensor, v: torch.Tensor, w_v: torch.Tensor, j: torch.Tensor,
+                         scale: float | None = None, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both modalities of a JCA layer: ``(jca_correlation(a, w_a, j), jca_correlation(v, w_v, j))``.
+
+    With the Triton backend and equal shapes (the paper's 512/512), both go in one kernel launch.
+    """
+    s_a = check_inputs(a, w_a, j, scale)
+    s_v = check_inputs(v, w_v, j, scale)
+    b = _registry.select(OP, a.device, a.dtype, backend, (a, w_a, j, s_a))
+    if b.name == "triton" and a.shape == v.shape and w_a.shape == w_v.shape:
+        lead, lx, lj = a.shape[:-2], a.shape[-2], j.shape[-2]
+        x = torch.stack([a.reshape(-1, lx, a.shape[-1]), v.reshape(-1, lx, v.shape[-1])])
+        out = torch.ops.aver_fast.jca_correlation_triton(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]),
+                                                         s_a)
+        return out[0].reshape(*lead, lx, lj), out[1].reshape(*lead, lx, lj)
+    return b.fn(a, w_a, j, s_a), _registry.select(OP, v.device, v.dtype, backend, (v, w_v, j, s_v)).fn(v, w_v, j, s_v)

@@ -209,12 +209,16 @@ def _compiled(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
 
 
+def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+    if waveform.requires_grad and torch.is_grad_enabled():
+        return "the fused kernels have no backward; a waveform that requires grad goes through the reference"
+    return None
+
+
 def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
     if p.n_fft & (p.n_fft - 1) or p.n_fft < 2:
         return f"the C++ kernel's FFT needs n_fft to be a power of two (got {p.n_fft})"
-    if waveform.requires_grad and torch.is_grad_enabled():
-        return "the C++ kernel has no backward; a waveform that requires grad goes through the reference"
-    return None
+    return _no_grad_accepts(waveform, p)
 
 
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
@@ -249,3 +253,30 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024,
 def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None) -> torch.Tensor:
     """:func:`log_mel` with settings already validated by :func:`make_params` (and a checked waveform)."""
     return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)
+
+
+# ------------------------------------------------------------------------------------------------ Triton backend
+@torch.library.custom_op("aver_fast::log_mel_triton", mutates_args=())
+def _triton_forward(waveform: torch.Tensor, filterbank: torch.Tensor, n_fft: int, win_length: int, hop_length: int,
+                    center: bool, pad_mode: int, top_db: float | None) -> torch.Tensor:
+    from ..kernels import log_mel as kernel
+    return kernel.forward(waveform.contiguous(), filterbank, n_fft, win_length, hop_length, center,
+                          PAD_MODES[pad_mode], top_db)
+
+
+@_triton_forward.register_fake
+def _(waveform, filterbank, n_fft, win_length, hop_length, center, pad_mode, top_db):
+    n = waveform.shape[-1]
+    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
+    return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
+
+
+def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+    _, _, fb = _constants(p, torch.float32, waveform.device)
+    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, waveform.shape[-1]), fb, p.n_fft, p.win_length,
+                                             p.hop_length, p.center, PAD_MODES.index(p.pad_mode), p.top_db)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
+
+
+_registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
+                                         _no_grad_accepts, auto_devices=("cuda",)))

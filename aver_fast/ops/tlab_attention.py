@@ -95,5 +95,73 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
         ``O = attn(query=q, key=k, value=U)``.
     """
     s = check_inputs(q, k, v, scale)
-    b = _registry.select(OP, q.device, q.dtype, backend)
-    return b.fn(q, k, v, s)
+    return _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s)).fn(q, k, v, s)
+
+
+# ------------------------------------------------------------------------------------------------ Triton backend
+@torch.library.custom_op("aver_fast::tlab_attention_triton", mutates_args=())
+def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(O, U, lse_u, lse_o) from ``aver_fast.kernels.tlab_attention`` on ``(N, L, D)`` inputs."""
+    from ..kernels import tlab_attention as kernel
+    return kernel.forward(q.contiguous(), k.contiguous(), v.contiguous(), scale)
+
+
+@_triton_forward.register_fake
+def _(q, k, v, scale):
+    from ..kernels import tlab_attention as kernel
+    n, L, D = q.shape
+    if kernel.use_short_path(L, D):
+        return q.new_empty(q.shape), q.new_empty(0), q.new_empty(0, dtype=torch.float32), \
+            q.new_empty(0, dtype=torch.float32)
+    return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty((n, L), dtype=torch.float32), \
+        q.new_empty((n, L), dtype=torch.float32)
+
+
+@torch.library.custom_op("aver_fast::tlab_attention_triton_backward", mutates_args=())
+def _triton_backward(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                     u: torch.Tensor, lse_u: torch.Tensor, lse_o: torch.Tensor,
+                     scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ..kernels import tlab_attention as kernel
+    return kernel.backward(grad, q.contiguous(), k.contiguous(), v.contiguous(), out, u, lse_u, lse_o, scale)
+
+
+@_triton_backward.register_fake
+def _(grad, q, k, v, out, u, lse_u, lse_o, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _triton_setup_context(ctx, inputs, output):
+    q, k, v, scale = inputs
+    ctx.save_for_backward(q, k, v, *output)
+    ctx.scale = scale
+    ctx.set_materialize_grads(False)
+
+
+def _triton_autograd(ctx, grad, *_unused):
+    q, k, v, out, u, lse_u, lse_o = ctx.saved_tensors
+    if grad is None:
+        return None, None, None, None
+    return (*torch.ops.aver_fast.tlab_attention_triton_backward(grad, q, k, v, out, u, lse_u, lse_o, ctx.scale),
+            None)
+
+
+_triton_forward.register_autograd(_triton_autograd, setup_context=_triton_setup_context)
+
+
+def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    L, D = q.shape[-2:]
+    out = torch.ops.aver_fast.tlab_attention_triton(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D),
+                                                    scale)[0]
+    return out.reshape(q.shape)
+
+
+def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> str | None:
+    L, D = q.shape[-2:]
+    if L > 128 and D > 256:
+        return f"the long-sequence Triton path (L > 128) keeps a row of D <= 256 on chip (got L={L}, D={D})"
+    return None
+
+
+_registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
+                                         _triton_accepts, auto_devices=("cuda",)))

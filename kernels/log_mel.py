@@ -1,0 +1,107 @@
+"""Triton kernel for the dB log-mel spectrogram of a batch of clips in one launch.
+
+Per (clip, block of frames) program: frame samples are read straight from the waveform (padding applied by index),
+the windowed DFT is a matrix product with a cos/sin basis that has the window folded in, the power and the mel
+projection are accumulated block by block of frequencies, and dB is taken in the epilogue: the complex spectrogram
+never reaches global memory. The per-clip ``top_db`` floor is applied afterwards (a max and a clamp).
+float32 arithmetic (IEEE products) whatever the input dtype.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import block
+
+PAD_MODES = ("reflect", "constant", "replicate", "circular")
+
+
+@triton.jit
+def _padded_index(idx, n, PAD_MODE: tl.constexpr):
+    """Index into the waveform for a position of the padded signal, and whether it reads a sample (else zero)."""
+    if PAD_MODE == 0:  # reflect
+        idx = tl.where(idx < 0, -idx, idx)
+        idx = tl.where(idx >= n, 2 * (n - 1) - idx, idx)
+        ok = (idx >= 0) & (idx < n)
+    elif PAD_MODE == 1:  # constant
+        ok = (idx >= 0) & (idx < n)
+    elif PAD_MODE == 2:  # replicate
+        idx = tl.minimum(tl.maximum(idx, 0), n - 1)
+        ok = idx >= 0
+    else:  # circular
+        idx = ((idx % n) + n) % n
+        ok = idx >= 0
+    return idx, ok
+
+
+@triton.jit
+def _log_mel_fwd(Wav, Cos, Sin, Fb, Out, n_samples, frames, hop, pad, n_start, n_end, n_freqs, n_mels,
+                 PAD_MODE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_F: tl.constexpr,
+                 BLOCK_M: tl.constexpr):
+    clip = tl.program_id(0)
+    t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_f = tl.arange(0, BLOCK_F)
+    offs_m = tl.arange(0, BLOCK_M)
+    wav = Wav + clip.to(tl.int64) * n_samples
+    mel = tl.zeros((BLOCK_T, BLOCK_M), dtype=tl.float32)
+    for f0 in range(0, n_freqs, BLOCK_F):
+        f = f0 + offs_f
+        re = tl.zeros((BLOCK_T, BLOCK_F), dtype=tl.float32)
+        im = tl.zeros((BLOCK_T, BLOCK_F), dtype=tl.float32)
+        for n0 in range(n_start, n_end, BLOCK_N):
+            n = n0 + offs_n
+            idx, ok = _padded_index(t[:, None] * hop - pad + n[None, :], n_samples, PAD_MODE)
+            x = tl.load(wav + idx, mask=ok & (t[:, None] < frames) & (n[None, :] < n_end), other=0.0)
+            x = x.to(tl.float32)
+            bmask = (n[:, None] < n_end) & (f[None, :] < n_freqs)
+            c = tl.load(Cos + n[:, None] * n_freqs + f[None, :], mask=bmask, other=0.0)
+            s = tl.load(Sin + n[:, None] * n_freqs + f[None, :], mask=bmask, other=0.0)
+            re += tl.dot(x, c, input_precision="ieee")
+            im += tl.dot(x, s, input_precision="ieee")
+        power = re * re + im * im
+        fb = tl.load(Fb + f[:, None] * n_mels + offs_m[None, :], mask=(f[:, None] < n_freqs) & (offs_m[None, :] < n_mels),
+                     other=0.0)
+        mel += tl.dot(power, fb, input_precision="ieee")
+    db = 10.0 * tl.log(tl.maximum(mel, 1e-10)) * 0.4342944819032518  # 10 log10
+    out = Out + clip.to(tl.int64) * n_mels * frames
+    tl.store(out + offs_m[None, :] * frames + t[:, None], db.to(Out.dtype.element_ty),
+             mask=(t[:, None] < frames) & (offs_m[None, :] < n_mels))
+
+
+@functools.lru_cache(maxsize=16)
+def _basis(n_fft: int, win_length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Window-folded DFT basis ``(n_fft, n_fft//2+1)`` (cos and -sin) and the window's non-zero range."""
+    left = (n_fft - win_length) // 2
+    window = torch.zeros(n_fft, dtype=torch.float64)
+    window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    n = torch.arange(n_fft, dtype=torch.float64)[:, None]
+    f = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * ((n * f) % n_fft) / n_fft
+    cos = (window[:, None] * torch.cos(angle)).float().contiguous().to(device)
+    sin = (-window[:, None] * torch.sin(angle)).float().contiguous().to(device)
+    nz = window.nonzero()
+    return cos, sin, int(nz.min()), int(nz.max()) + 1
+
+
+def forward(waveform: torch.Tensor, filterbank: torch.Tensor, n_fft: int, win_length: int, hop_length: int,
+            center: bool, pad_mode: str, top_db: float | None) -> torch.Tensor:
+    """waveform ``(B, samples)`` contiguous, filterbank ``(n_fft//2+1, n_mels)`` -> dB ``(B, n_mels, frames)``."""
+    b, n = waveform.shape
+    n_freqs, n_mels = filterbank.shape
+    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
+    cos, sin, n_start, n_end = _basis(n_fft, win_length, waveform.device)
+    fb = filterbank.to(device=waveform.device, dtype=torch.float32).contiguous()
+    out = torch.empty((b, n_mels, frames), dtype=waveform.dtype, device=waveform.device)
+    block_t = block(frames, hi=32)
+    _log_mel_fwd[(b, triton.cdiv(frames, block_t))](
+        waveform, cos, sin, fb, out, n, frames, hop_length, n_fft // 2 if center else 0, n_start, n_end, n_freqs,
+        n_mels, PAD_MODE=PAD_MODES.index(pad_mode), BLOCK_T=block_t, BLOCK_N=32, BLOCK_F=32,
+        BLOCK_M=block(n_mels, hi=256))
+    if top_db is not None:
+        out = torch.maximum(out, out.amax(dim=(-2, -1), keepdim=True) - top_db)
+    return out

@@ -1,0 +1,279 @@
+"""Triton kernels for the TLAB global-local attention ``O = A_G (A_L V)`` (paper Eq. 4-6).
+
+``A_G = softmax_rows(S)``, ``A_L = softmax_rows(Sᵀ)``, ``S = s Q Kᵀ``; Q, K, V, O are ``(N, L, D)`` contiguous.
+
+* short sequences (``L <= SHORT_MAX_L``): one program per (batch, head) problem; S is computed once and kept on chip,
+  both softmaxes come from it and both products are fused, looping over D in blocks. Nothing of size L×L reaches
+  global memory; the backward recomputes S and writes dQ, dK, dV without atomics.
+* long sequences: the two-pass form ``U = attn(query=K, key=Q, value=V)``, ``O = attn(query=Q, key=K, value=U)``
+  with flash-style online softmax (memory O(L·D)); the backward runs the flash backward of each pass (dK/dV per key
+  block, dQ per query block: no atomics, deterministic).
+
+float16/bfloat16/float32 inputs, float32 accumulation (float32 products use IEEE precision, not TF32).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import block, dot, dot_mode
+
+SHORT_MAX_L = 128  # the short path keeps an L x L tile on chip
+LONG_MAX_D = 256  # the long path keeps a full row of D on chip
+
+
+# ----------------------------------------------------------------------------------------------- short sequences
+@triton.jit
+def _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+            DOT: tl.constexpr):
+    """S = scale Q Kᵀ for one problem, (BLOCK_L, BLOCK_L) in float32 (rows/cols >= L are zero)."""
+    s = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+        q = tl.load(Q + ptr, mask=m, other=0.0)
+        k = tl.load(K + ptr, mask=m, other=0.0)
+        s += dot(q, tl.trans(k), DOT)
+    return s * scale
+
+
+@triton.jit
+def _softmaxes(s, offs_l, L):
+    """A_G = softmax over rows of S, P = softmax over columns of S (P[j, i] = A_L[i, j]); padding masked out."""
+    valid = offs_l < L
+    neg = -1.0e30
+    sr = tl.where(valid[None, :], s, neg)
+    a_g = tl.exp(sr - tl.max(sr, axis=1)[:, None])
+    a_g = a_g / tl.sum(a_g, axis=1)[:, None]
+    sc = tl.where(valid[:, None], s, neg)
+    p = tl.exp(sc - tl.max(sc, axis=0)[None, :])
+    p = p / tl.sum(p, axis=0)[None, :]
+    return a_g, p
+
+
+@triton.jit
+def _tlab_fwd_short(Q, K, V, O, N, L, D, scale, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    b = tl.program_id(0)
+    base = b.to(tl.int64) * L * D
+    offs_l = tl.arange(0, BLOCK_L)
+    offs_d = tl.arange(0, BLOCK_D)
+    s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
+    a_g, p = _softmaxes(s, offs_l, L)
+    a_g = a_g.to(Q.dtype.element_ty)
+    p_t = tl.trans(p).to(Q.dtype.element_ty)
+    for d0 in range(0, D, BLOCK_D):
+        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+        v = tl.load(V + ptr, mask=m, other=0.0)
+        u = dot(p_t, v, DOT)  # U = A_L V
+        o = dot(a_g, u.to(Q.dtype.element_ty), DOT)  # O = A_G U
+        tl.store(O + ptr, o.to(O.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                    DOT: tl.constexpr):
+    b = tl.program_id(0)
+    base = b.to(tl.int64) * L * D
+    offs_l = tl.arange(0, BLOCK_L)
+    offs_d = tl.arange(0, BLOCK_D)
+    s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
+    a_g, p = _softmaxes(s, offs_l, L)
+    dt = Q.dtype.element_ty
+    d_ag = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # dA_G
+    d_pt = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # d_pt[j, i] = dA_L[i, j]
+    for d0 in range(0, D, BLOCK_D):
+        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+        v = tl.load(V + ptr, mask=m, other=0.0)
+        go = tl.load(GO + ptr, mask=m, other=0.0)
+        u = dot(tl.trans(p).to(dt), v, DOT)
+        d_ag += dot(go, tl.trans(u.to(dt)), DOT)
+        du = dot(tl.trans(a_g).to(dt), go, DOT)
+        dv = dot(p.to(dt), du.to(dt), DOT)
+        tl.store(DV + ptr, dv.to(DV.dtype.element_ty), mask=m)
+        d_pt += dot(v, tl.trans(du.to(dt)), DOT)
+    ds = a_g * (d_ag - tl.sum(d_ag * a_g, axis=1)[:, None]) + p * (d_pt - tl.sum(d_pt * p, axis=0)[None, :])
+    valid = offs_l < L
+    ds = tl.where(valid[:, None] & valid[None, :], ds * scale, 0.0).to(dt)
+    for d0 in range(0, D, BLOCK_D):
+        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+        q = tl.load(Q + ptr, mask=m, other=0.0)
+        k = tl.load(K + ptr, mask=m, other=0.0)
+        tl.store(DQ + ptr, dot(ds, k, DOT).to(DQ.dtype.element_ty), mask=m)
+        tl.store(DK + ptr, dot(tl.trans(ds), q, DOT).to(DK.dtype.element_ty), mask=m)
+
+
+# ----------------------------------------------------------------------------------------------- long sequences
+@triton.jit
+def _attn_fwd(Qry, Key, Val, Out, Lse, L, D, scale, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    """Flash forward of softmax(Qry Keyᵀ s) Val for one (problem, query block); also the row log-sum-exp."""
+    b = tl.program_id(1)
+    start_m = tl.program_id(0) * BLOCK_M
+    base = b.to(tl.int64) * L * D
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < D
+    q = tl.load(Qry + base + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < L) & dmask, other=0.0)
+    m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    for start_n in range(0, L, BLOCK_N):
+        n = start_n + offs_n
+        kv_mask = (n[:, None] < L) & dmask
+        k = tl.load(Key + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(Val + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        s = dot(q, tl.trans(k), DOT) * scale
+        s = tl.where(n[None, :] < L, s, -1.0e30)
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp(m_i - m_new)
+        p = tl.exp(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, DOT)
+        m_i = m_new
+    out = acc / l_i[:, None]
+    tl.store(Out + base + offs_m[:, None] * D + offs_d[None, :], out.to(Out.dtype.element_ty),
+             mask=(offs_m[:, None] < L) & dmask)
+    tl.store(Lse + b.to(tl.int64) * L + offs_m, m_i + tl.log(l_i), mask=offs_m < L)
+
+
+@triton.jit
+def _attn_bwd_delta(Out, GOut, Delta, L, D, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    b = tl.program_id(1)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    m = (offs_m[:, None] < L) & (offs_d[None, :] < D)
+    ptr = b.to(tl.int64) * L * D + offs_m[:, None] * D + offs_d[None, :]
+    o = tl.load(Out + ptr, mask=m, other=0.0).to(tl.float32)
+    do = tl.load(GOut + ptr, mask=m, other=0.0).to(tl.float32)
+    tl.store(Delta + b.to(tl.int64) * L + offs_m, tl.sum(o * do, axis=1), mask=offs_m < L)
+
+
+@triton.jit
+def _attn_bwd_dkdv(Qry, Key, Val, GOut, Lse, Delta, DKey, DVal, L, D, scale, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    """dKey, dVal for one key block, looping over all query blocks (no atomics)."""
+    b = tl.program_id(1)
+    base = b.to(tl.int64) * L * D
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < D
+    kv_mask = (offs_n[:, None] < L) & dmask
+    k = tl.load(Key + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(Val + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+    dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    for start_m in range(0, L, BLOCK_M):
+        m = start_m + offs_m
+        q_mask = (m[:, None] < L) & dmask
+        q = tl.load(Qry + base + m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
+        do = tl.load(GOut + base + m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
+        lse = tl.load(Lse + b.to(tl.int64) * L + m, mask=m < L, other=0.0)
+        delta = tl.load(Delta + b.to(tl.int64) * L + m, mask=m < L, other=0.0)
+        s = dot(q, tl.trans(k), DOT) * scale
+        p = tl.exp(s - lse[:, None])
+        p = tl.where((m[:, None] < L) & (offs_n[None, :] < L), p, 0.0)
+        dv += dot(tl.trans(p).to(do.dtype), do, DOT)
+        dp = dot(do, tl.trans(v), DOT)
+        ds = p * (dp - delta[:, None])
+        dk += dot(tl.trans(ds).to(q.dtype), q, DOT)
+    tl.store(DKey + base + offs_n[:, None] * D + offs_d[None, :], (dk * scale).to(DKey.dtype.element_ty),
+             mask=kv_mask)
+    tl.store(DVal + base + offs_n[:, None] * D + offs_d[None, :], dv.to(DVal.dtype.element_ty), mask=kv_mask)
+
+
+@triton.jit
+def _attn_bwd_dq(Qry, Key, Val, GOut, Lse, Delta, DQry, L, D, scale, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    """dQry for one query block, looping over all key blocks (no atomics)."""
+    b = tl.program_id(1)
+    base = b.to(tl.int64) * L * D
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < D
+    q_mask = (offs_m[:, None] < L) & dmask
+    q = tl.load(Qry + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
+    do = tl.load(GOut + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
+    lse = tl.load(Lse + b.to(tl.int64) * L + offs_m, mask=offs_m < L, other=0.0)
+    delta = tl.load(Delta + b.to(tl.int64) * L + offs_m, mask=offs_m < L, other=0.0)
+    dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    for start_n in range(0, L, BLOCK_N):
+        n = start_n + offs_n
+        kv_mask = (n[:, None] < L) & dmask
+        k = tl.load(Key + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(Val + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        s = dot(q, tl.trans(k), DOT) * scale
+        p = tl.exp(s - lse[:, None])
+        p = tl.where((offs_m[:, None] < L) & (n[None, :] < L), p, 0.0)
+        dp = dot(do, tl.trans(v), DOT)
+        ds = p * (dp - delta[:, None])
+        dq += dot(ds.to(k.dtype), k, DOT)
+    tl.store(DQry + base + offs_m[:, None] * D + offs_d[None, :], (dq * scale).to(DQry.dtype.element_ty),
+             mask=q_mask)
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+def use_short_path(L: int, D: int) -> bool:
+    return L <= SHORT_MAX_L
+
+
+def _attn(qry, key, val, scale):
+    n, L, D = qry.shape
+    out = torch.empty_like(qry)
+    lse = torch.empty((n, L), dtype=torch.float32, device=qry.device)
+    bm = block(L, hi=64)
+    _attn_fwd[(triton.cdiv(L, bm), n)](qry, key, val, out, lse, L, D, scale, BLOCK_M=bm, BLOCK_N=bm,
+                                       BLOCK_D=block(D, hi=256), DOT=dot_mode(qry.dtype))
+    return out, lse
+
+
+def _attn_backward(qry, key, val, out, lse, gout, scale):
+    n, L, D = qry.shape
+    bm, bd = block(L, hi=64), block(D, hi=256)
+    delta = torch.empty((n, L), dtype=torch.float32, device=qry.device)
+    _attn_bwd_delta[(triton.cdiv(L, bm), n)](out, gout, delta, L, D, BLOCK_M=bm, BLOCK_D=bd)
+    dqry, dkey, dval = torch.empty_like(qry), torch.empty_like(key), torch.empty_like(val)
+    _attn_bwd_dkdv[(triton.cdiv(L, bm), n)](qry, key, val, gout, lse, delta, dkey, dval, L, D, scale, BLOCK_M=bm,
+                                            BLOCK_N=bm, BLOCK_D=bd, DOT=dot_mode(qry.dtype))
+    _attn_bwd_dq[(triton.cdiv(L, bm), n)](qry, key, val, gout, lse, delta, dqry, L, D, scale, BLOCK_M=bm,
+                                          BLOCK_N=bm, BLOCK_D=bd, DOT=dot_mode(qry.dtype))
+    return dqry, dkey, dval
+
+
+def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, short: bool | None = None):
+    """``(O, U, lse_u, lse_o)`` for contiguous ``(N, L, D)`` inputs; U and the log-sum-exps are only kept (non-empty)
+    on the long path, whose backward needs them."""
+    n, L, D = q.shape
+    short = use_short_path(L, D) if short is None else short
+    if short:
+        out = torch.empty_like(q)
+        _tlab_fwd_short[(n,)](q, k, v, out, n, L, D, scale, BLOCK_L=block(L), BLOCK_D=block(D, hi=64),
+                              DOT=dot_mode(q.dtype))
+        empty = dict(device=q.device)
+        return (out, torch.empty(0, dtype=q.dtype, **empty), torch.empty(0, dtype=torch.float32, **empty),
+                torch.empty(0, dtype=torch.float32, **empty))
+    if D > LONG_MAX_D:
+        raise ValueError(f"the long-sequence Triton path needs D <= {LONG_MAX_D}, got D={D}")
+    u, lse_u = _attn(k, q, v, scale)  # U = softmax(K Qᵀ s) V = A_L V
+    out, lse_o = _attn(q, k, u, scale)  # O = softmax(Q Kᵀ s) U = A_G U
+    return out, u, lse_u, lse_o
+
+
+def backward(grad, q, k, v, out, u, lse_u, lse_o, scale):
+    """``(dQ, dK, dV)``; the short path (empty ``u``) recomputes everything from q, k, v."""
+    n, L, D = q.shape
+    grad = grad.contiguous()
+    if u.numel() == 0:
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        _tlab_bwd_short[(n,)](q, k, v, grad, dq, dk, dv, n, L, D, scale, BLOCK_L=block(L),
+                              BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
+        return dq, dk, dv
+    dq_o, dk_o, du = _attn_backward(q, k, u, out, lse_o, grad, scale)
+    dk_u, dq_u, dv = _attn_backward(k, q, v, u, lse_u, du, scale)
+    return dq_o + dq_u, dk_o + dk_u, dv
