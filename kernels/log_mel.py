@@ -8,7 +8,6 @@ float32 arithmetic (IEEE products) whatever the input dtype.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -73,28 +72,30 @@ def _log_mel_fwd(Wav, Cos, Sin, Fb, Out, n_samples, frames, hop, pad, n_start, n
              mask=(t[:, None] < frames) & (offs_m[None, :] < n_mels))
 
 
-@functools.lru_cache(maxsize=16)
-def _basis(n_fft: int, win_length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """Window-folded DFT basis ``(n_fft, n_fft//2+1)`` (cos and -sin) and the window's non-zero range."""
-    left = (n_fft - win_length) // 2
-    window = torch.zeros(n_fft, dtype=torch.float64)
-    window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-    n = torch.arange(n_fft, dtype=torch.float64)[:, None]
-    f = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None, :]
+def basis(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Window-folded DFT basis ``(n_fft, n_fft//2+1)`` (cos and -sin, float32, built in float64) for a window already
+    zero-padded to ``n_fft``, and the window's non-zero range ``[n_start, n_end)``."""
+    n_fft = window.shape[0]
+    w = window.detach().to(dtype=torch.float64)
+    n = torch.arange(n_fft, dtype=torch.float64, device=w.device)[:, None]
+    f = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=w.device)[None, :]
     angle = 2 * math.pi * ((n * f) % n_fft) / n_fft
-    cos = (window[:, None] * torch.cos(angle)).float().contiguous().to(device)
-    sin = (-window[:, None] * torch.sin(angle)).float().contiguous().to(device)
-    nz = window.nonzero()
+    cos = (w[:, None] * torch.cos(angle)).float().contiguous()
+    sin = (-w[:, None] * torch.sin(angle)).float().contiguous()
+    nz = (w != 0).nonzero()
     return cos, sin, int(nz.min()), int(nz.max()) + 1
 
 
-def forward(waveform: torch.Tensor, filterbank: torch.Tensor, n_fft: int, win_length: int, hop_length: int,
-            center: bool, pad_mode: str, top_db: float | None) -> torch.Tensor:
-    """waveform ``(B, samples)`` contiguous, filterbank ``(n_fft//2+1, n_mels)`` -> dB ``(B, n_mels, frames)``."""
+def forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int, center: bool,
+            pad_mode: str, top_db: float | None, dft: tuple | None = None) -> torch.Tensor:
+    """waveform ``(B, samples)``, window ``(n_fft,)`` zero-padded, filterbank ``(n_fft//2+1, n_mels)`` -> dB
+    ``(B, n_mels, frames)``. ``dft`` is :func:`basis` of the window when the caller caches it."""
+    waveform = waveform.contiguous()
     b, n = waveform.shape
+    n_fft = window.shape[0]
     n_freqs, n_mels = filterbank.shape
     frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
-    cos, sin, n_start, n_end = _basis(n_fft, win_length, waveform.device)
+    cos, sin, n_start, n_end = dft if dft is not None else basis(window)
     fb = filterbank.to(device=waveform.device, dtype=torch.float32).contiguous()
     out = torch.empty((b, n_mels, frames), dtype=waveform.dtype, device=waveform.device)
     block_t = block(frames, hi=32)

@@ -169,3 +169,16 @@ def jca_correlation_pair(a: torch.Tensor, w_a: torch.Tensor, v: torch.Tensor, w_
                                                          s_a)
         return out[0].reshape(*lead, lx, lj), out[1].reshape(*lead, lx, lj)
     return b.fn(a, w_a, j, s_a), _registry.select(OP, v.device, v.dtype, backend, (v, w_v, j, s_v)).fn(v, w_v, j, s_v)
+
+
+if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.jca_correlation run the Triton kernels
+    @torch.library.impl("aver_fast::jca_correlation", "CUDA")
+    def _cuda_forward(x, w, j, scale):
+        out = torch.ops.aver_fast.jca_correlation_triton(x.unsqueeze(0), w.unsqueeze(0), j, scale)[0]
+        return out, torch.matmul(x, w)
+
+    @torch.library.impl("aver_fast::jca_correlation_backward", "CUDA")
+    def _cuda_backward(grad, out, xw, x, w, j, scale):
+        dx, dw, dj = torch.ops.aver_fast.jca_correlation_triton_backward(grad.unsqueeze(0), out.unsqueeze(0),
+                                                                         x.unsqueeze(0), w.unsqueeze(0), j, scale)
+        return dx[0], dw[0], dj

@@ -257,26 +257,48 @@ def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = N
 
 # ------------------------------------------------------------------------------------------------ Triton backend
 @torch.library.custom_op("aver_fast::log_mel_triton", mutates_args=())
-def _triton_forward(waveform: torch.Tensor, filterbank: torch.Tensor, n_fft: int, win_length: int, hop_length: int,
+def _triton_forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int,
                     center: bool, pad_mode: int, top_db: float | None) -> torch.Tensor:
+    """``aver_fast.kernels.log_mel`` on ``(N, samples)``; the DFT basis is cached per (window, device)."""
     from ..kernels import log_mel as kernel
-    return kernel.forward(waveform.contiguous(), filterbank, n_fft, win_length, hop_length, center,
-                          PAD_MODES[pad_mode], top_db)
+    return kernel.forward(waveform, window, filterbank, hop_length, center, PAD_MODES[pad_mode], top_db,
+                          _triton_basis(window))
+
+
+_BASIS_CACHE: dict = {}
+
+
+def _triton_basis(window: torch.Tensor):
+    """The kernel's DFT basis for ``window``, cached while the same window tensor (e.g. from :func:`_constants`)
+    is passed again unchanged."""
+    from ..kernels import log_mel as kernel
+    key = (window.data_ptr(), window._version, window.shape[0], window.device)
+    if key not in _BASIS_CACHE:
+        if len(_BASIS_CACHE) > 16:
+            _BASIS_CACHE.clear()
+        _BASIS_CACHE[key] = (window, kernel.basis(window))  # keeps the window alive, so the key stays unique
+    return _BASIS_CACHE[key][1]
 
 
 @_triton_forward.register_fake
-def _(waveform, filterbank, n_fft, win_length, hop_length, center, pad_mode, top_db):
-    n = waveform.shape[-1]
+def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
+    n, n_fft = waveform.shape[-1], window.shape[0]
     frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
     return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
-    _, _, fb = _constants(p, torch.float32, waveform.device)
-    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, waveform.shape[-1]), fb, p.n_fft, p.win_length,
-                                             p.hop_length, p.center, PAD_MODES.index(p.pad_mode), p.top_db)
+    _, window, fb = _constants(p, torch.float32, waveform.device)
+    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, waveform.shape[-1]), window, fb, p.hop_length,
+                                             p.center, PAD_MODES.index(p.pad_mode), p.top_db)
     return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
 
 
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _no_grad_accepts, auto_devices=("cuda",)))
+
+
+if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.log_mel run the Triton kernel
+    @torch.library.impl("aver_fast::log_mel", "CUDA")
+    def _cuda_forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
+        return torch.ops.aver_fast.log_mel_triton(waveform, window, filterbank, hop_length, center, pad_mode, top_db)

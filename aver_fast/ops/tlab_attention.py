@@ -165,3 +165,14 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))
+
+
+if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.tlab_attention run the Triton kernels
+    @torch.library.impl("aver_fast::tlab_attention", "CUDA")
+    def _cuda_forward(q, k, v, scale):
+        return torch.ops.aver_fast.tlab_attention_triton(q, k, v, scale)[0]
+
+    @torch.library.impl("aver_fast::tlab_attention_backward", "CUDA")
+    def _cuda_backward(grad, q, k, v, scale):
+        saved = torch.ops.aver_fast.tlab_attention_triton(q, k, v, scale)  # long path: recompute U and the LSEs
+        return torch.ops.aver_fast.tlab_attention_triton_backward(grad, q, k, v, *saved, scale)

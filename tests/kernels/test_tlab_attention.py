@@ -68,7 +68,8 @@ def test_deterministic():
 
 
 def test_large_logits_are_finite():
-    q, k, v = (torch.randn(2, 12, 16, device=DEVICE) * 100 for _ in range(3))
+    q, k = (torch.randn(2, 12, 16, device=DEVICE) * 100 for _ in range(2))  # logits ~ 1e4
+    v = torch.randn(2, 12, 16, device=DEVICE)
     for short in (True, False):
         out = kernel.forward(q, k, v, 0.25, short=short)[0]
         assert torch.isfinite(out).all()
