@@ -254,13 +254,11 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
     return "\n".join(lines) + "\n"
 
 
-START, END = "<!-- aver-fast bench: cpu start -->", "<!-- aver-fast bench: cpu end -->"
-
-
-def write_section(path: str, report: str) -> None:
-    """Write ``report`` between the CPU markers of ``path`` (created if missing), keeping the rest of the file."""
+def write_section(path: str, report: str, section: str = "cpu") -> None:
+    """Write ``report`` between the ``section`` markers of ``path`` (created if missing), keeping the rest."""
     import os
 
+    START, END = f"<!-- aver-fast bench: {section} start -->", f"<!-- aver-fast bench: {section} end -->"
     block = f"{START}\n{report}{END}\n"
     text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"
     if START in text and END in text:
