@@ -8,6 +8,7 @@ are medians (with min and max) of repeated calls after warm-up; GFLOP/s count th
 from __future__ import annotations
 
 import datetime
+import functools
 import platform
 import statistics
 import time
@@ -83,54 +84,36 @@ def _sdpa_pair(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return F.scaled_dot_product_attention(q, k, F.scaled_dot_product_attention(k, q, v))
 
 
-def _tlab_shape_cases(b: int, h: int, L: int, d: int, compiled_ref) -> list[Case]:
-    q, k, v = (torch.randn(b, h, L, d) for _ in range(3))
-    flops = 6 * L * L * d * b * h
-    name = f"B{b}-H{h}-L{L}-D{d}"
-    fwd = Case("tlab_attention", name, "fwd", flops, {
-        "reference": lambda: tlab_attention_ref(q, k, v),
-        "cpp": lambda: tlab_attention(q, k, v, backend="cpp"),
-        "sdpa pair": lambda: _sdpa_pair(q, k, v),
-    })
+def _fwd_and_bwd_cases(op: str, name: str, flops: float, inputs: list[torch.Tensor],
+                       impls: dict[str, Callable[..., torch.Tensor]], compiled_ref=None) -> list[Case]:
+    """A forward case and a forward+backward case (3x the flops) comparing ``impls`` on the same inputs."""
+    fwd = Case(op, name, "fwd", flops, {n: functools.partial(f, *inputs) for n, f in impls.items()})
     if compiled_ref is not None:
-        fwd.impls["compile(reference)"] = lambda: compiled_ref(q, k, v)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    bwd = Case("tlab_attention", name, "fwd+bwd", 3 * flops, {
-        "reference": _fwd_bwd(tlab_attention_ref, leaves),
-        "cpp": _fwd_bwd(lambda a, b_, c: tlab_attention(a, b_, c, backend="cpp"), leaves),
-        "sdpa pair": _fwd_bwd(_sdpa_pair, leaves),
-    })
+        fwd.impls["compile(reference)"] = functools.partial(compiled_ref, *inputs)
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    bwd = Case(op, name, "fwd+bwd", 3 * flops, {n: _fwd_bwd(f, leaves) for n, f in impls.items()})
     return [fwd, bwd]
 
 
 def tlab_cases(shapes=((16, 2, 16, 256), (64, 2, 128, 64)), compile_ref: bool = True) -> list[Case]:
     """The paper's training shape and a long-sequence one; flops count the three L x L x D products."""
     compiled_ref = torch.compile(tlab_attention_ref, dynamic=False) if compile_ref else None
-    return [c for shape in shapes for c in _tlab_shape_cases(*shape, compiled_ref)]
-
-
-def _jca_shape_cases(b: int, L: int, c: int, d: int, compiled_ref) -> list[Case]:
-    x, w, j = torch.randn(b, L, c), torch.randn(c, d) / c ** 0.5, torch.randn(b, L, d)
-    flops = 2 * b * L * c * d + 2 * b * L * L * d
-    name = f"B{b}-L{L}-C{c}-D{d}"
-    fwd = Case("jca_correlation", name, "fwd", flops, {
-        "reference": lambda: jca_correlation_ref(x, w, j),
-        "cpp": lambda: jca_correlation(x, w, j, backend="cpp"),
-    })
-    if compiled_ref is not None:
-        fwd.impls["compile(reference)"] = lambda: compiled_ref(x, w, j)
-    leaves = [t.clone().requires_grad_() for t in (x, w, j)]
-    bwd = Case("jca_correlation", name, "fwd+bwd", 3 * flops, {
-        "reference": _fwd_bwd(jca_correlation_ref, leaves),
-        "cpp": _fwd_bwd(lambda a, b_, c_: jca_correlation(a, b_, c_, backend="cpp"), leaves),
-    })
-    return [fwd, bwd]
+    impls = {"reference": tlab_attention_ref, "cpp": functools.partial(tlab_attention, backend="cpp"),
+             "sdpa pair": _sdpa_pair}
+    return [c for b, h, L, d in shapes
+            for c in _fwd_and_bwd_cases("tlab_attention", f"B{b}-H{h}-L{L}-D{d}", 6 * L * L * d * b * h,
+                                        [torch.randn(b, h, L, d) for _ in range(3)], impls, compiled_ref)]
 
 
 def jca_cases(shapes=((16, 16, 512, 1024),), compile_ref: bool = True) -> list[Case]:
     """The paper's JCA shape (batch 16, L 16, one modality's 512 channels against the 1024-d joint features)."""
     compiled_ref = torch.compile(jca_correlation_ref, dynamic=False) if compile_ref else None
-    return [c for shape in shapes for c in _jca_shape_cases(*shape, compiled_ref)]
+    impls = {"reference": jca_correlation_ref, "cpp": functools.partial(jca_correlation, backend="cpp")}
+    return [c for b, L, ch, d in shapes
+            for c in _fwd_and_bwd_cases("jca_correlation", f"B{b}-L{L}-C{ch}-D{d}",
+                                        2 * b * L * ch * d + 2 * b * L * L * d,
+                                        [torch.randn(b, L, ch), torch.randn(ch, d) / ch ** 0.5, torch.randn(b, L, d)],
+                                        impls, compiled_ref)]
 
 
 def mel_cases(clips: int = 16, samples: int = 45599) -> list[Case]:

@@ -108,6 +108,26 @@ def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, BLOCK_L: tl.constex
 
 # ----------------------------------------------------------------------------------------------- long sequences
 @triton.jit
+def _rows(Ptr, base, rows, offs_d, L, D):
+    """Rows ``rows`` (masked to < L), columns ``offs_d`` (masked to < D) of the (L, D) matrix at ``base``."""
+    return tl.load(Ptr + base + rows[:, None] * D + offs_d[None, :],
+                   mask=(rows[:, None] < L) & (offs_d[None, :] < D), other=0.0)
+
+
+@triton.jit
+def _store_rows(Ptr, base, rows, offs_d, L, D, x):
+    tl.store(Ptr + base + rows[:, None] * D + offs_d[None, :], x.to(Ptr.dtype.element_ty),
+             mask=(rows[:, None] < L) & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _row_stats(Lse, Delta, b, rows, L):
+    """The forward's row log-sum-exp and the backward's delta = rowsum(dO ∘ O) for ``rows``."""
+    ptr = b.to(tl.int64) * L + rows
+    return tl.load(Lse + ptr, mask=rows < L, other=0.0), tl.load(Delta + ptr, mask=rows < L, other=0.0)
+
+
+@triton.jit
 def _attn_fwd(Qry, Key, Val, Out, Lse, L, D, scale, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     """Flash forward of softmax(Qry Keyᵀ s) Val for one (problem, query block); also the row log-sum-exp."""
@@ -117,16 +137,14 @@ def _attn_fwd(Qry, Key, Val, Out, Lse, L, D, scale, BLOCK_M: tl.constexpr, BLOCK
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    dmask = offs_d[None, :] < D
-    q = tl.load(Qry + base + offs_m[:, None] * D + offs_d[None, :], mask=(offs_m[:, None] < L) & dmask, other=0.0)
+    q = _rows(Qry, base, offs_m, offs_d, L, D)
     m_i = tl.full((BLOCK_M,), -1.0e30, dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for start_n in range(0, L, BLOCK_N):
         n = start_n + offs_n
-        kv_mask = (n[:, None] < L) & dmask
-        k = tl.load(Key + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(Val + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = _rows(Key, base, n, offs_d, L, D)
+        v = _rows(Val, base, n, offs_d, L, D)
         s = dot(q, tl.trans(k), DOT) * scale
         s = tl.where(n[None, :] < L, s, -1.0e30)
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -135,9 +153,7 @@ def _attn_fwd(Qry, Key, Val, Out, Lse, L, D, scale, BLOCK_M: tl.constexpr, BLOCK
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None] + dot(p.to(v.dtype), v, DOT)
         m_i = m_new
-    out = acc / l_i[:, None]
-    tl.store(Out + base + offs_m[:, None] * D + offs_d[None, :], out.to(Out.dtype.element_ty),
-             mask=(offs_m[:, None] < L) & dmask)
+    _store_rows(Out, base, offs_m, offs_d, L, D, acc / l_i[:, None])
     tl.store(Lse + b.to(tl.int64) * L + offs_m, m_i + tl.log(l_i), mask=offs_m < L)
 
 
@@ -146,11 +162,19 @@ def _attn_bwd_delta(Out, GOut, Delta, L, D, BLOCK_M: tl.constexpr, BLOCK_D: tl.c
     b = tl.program_id(1)
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    m = (offs_m[:, None] < L) & (offs_d[None, :] < D)
-    ptr = b.to(tl.int64) * L * D + offs_m[:, None] * D + offs_d[None, :]
-    o = tl.load(Out + ptr, mask=m, other=0.0).to(tl.float32)
-    do = tl.load(GOut + ptr, mask=m, other=0.0).to(tl.float32)
+    o = _rows(Out, b.to(tl.int64) * L * D, offs_m, offs_d, L, D).to(tl.float32)
+    do = _rows(GOut, b.to(tl.int64) * L * D, offs_m, offs_d, L, D).to(tl.float32)
     tl.store(Delta + b.to(tl.int64) * L + offs_m, tl.sum(o * do, axis=1), mask=offs_m < L)
+
+
+@triton.jit
+def _attn_bwd_tile(q, k, v, do, lse, delta, rows, cols, L, scale, DOT: tl.constexpr):
+    """For one (query rows, key cols) tile: the probabilities P and dS = P ∘ (dO Vᵀ - delta), padding zeroed."""
+    s = dot(q, tl.trans(k), DOT) * scale
+    p = tl.exp(s - lse[:, None])
+    p = tl.where((rows[:, None] < L) & (cols[None, :] < L), p, 0.0)
+    ds = p * (dot(do, tl.trans(v), DOT) - delta[:, None])
+    return p, ds
 
 
 @triton.jit
@@ -162,29 +186,20 @@ def _attn_bwd_dkdv(Qry, Key, Val, GOut, Lse, Delta, DKey, DVal, L, D, scale, BLO
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    dmask = offs_d[None, :] < D
-    kv_mask = (offs_n[:, None] < L) & dmask
-    k = tl.load(Key + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(Val + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+    k = _rows(Key, base, offs_n, offs_d, L, D)
+    v = _rows(Val, base, offs_n, offs_d, L, D)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     for start_m in range(0, L, BLOCK_M):
         m = start_m + offs_m
-        q_mask = (m[:, None] < L) & dmask
-        q = tl.load(Qry + base + m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
-        do = tl.load(GOut + base + m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
-        lse = tl.load(Lse + b.to(tl.int64) * L + m, mask=m < L, other=0.0)
-        delta = tl.load(Delta + b.to(tl.int64) * L + m, mask=m < L, other=0.0)
-        s = dot(q, tl.trans(k), DOT) * scale
-        p = tl.exp(s - lse[:, None])
-        p = tl.where((m[:, None] < L) & (offs_n[None, :] < L), p, 0.0)
+        q = _rows(Qry, base, m, offs_d, L, D)
+        do = _rows(GOut, base, m, offs_d, L, D)
+        lse, delta = _row_stats(Lse, Delta, b, m, L)
+        p, ds = _attn_bwd_tile(q, k, v, do, lse, delta, m, offs_n, L, scale, DOT)
         dv += dot(tl.trans(p).to(do.dtype), do, DOT)
-        dp = dot(do, tl.trans(v), DOT)
-        ds = p * (dp - delta[:, None])
         dk += dot(tl.trans(ds).to(q.dtype), q, DOT)
-    tl.store(DKey + base + offs_n[:, None] * D + offs_d[None, :], (dk * scale).to(DKey.dtype.element_ty),
-             mask=kv_mask)
-    tl.store(DVal + base + offs_n[:, None] * D + offs_d[None, :], dv.to(DVal.dtype.element_ty), mask=kv_mask)
+    _store_rows(DKey, base, offs_n, offs_d, L, D, dk * scale)
+    _store_rows(DVal, base, offs_n, offs_d, L, D, dv)
 
 
 @triton.jit
@@ -196,26 +211,17 @@ def _attn_bwd_dq(Qry, Key, Val, GOut, Lse, Delta, DQry, L, D, scale, BLOCK_M: tl
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    dmask = offs_d[None, :] < D
-    q_mask = (offs_m[:, None] < L) & dmask
-    q = tl.load(Qry + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
-    do = tl.load(GOut + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0)
-    lse = tl.load(Lse + b.to(tl.int64) * L + offs_m, mask=offs_m < L, other=0.0)
-    delta = tl.load(Delta + b.to(tl.int64) * L + offs_m, mask=offs_m < L, other=0.0)
+    q = _rows(Qry, base, offs_m, offs_d, L, D)
+    do = _rows(GOut, base, offs_m, offs_d, L, D)
+    lse, delta = _row_stats(Lse, Delta, b, offs_m, L)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     for start_n in range(0, L, BLOCK_N):
         n = start_n + offs_n
-        kv_mask = (n[:, None] < L) & dmask
-        k = tl.load(Key + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(Val + base + n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-        s = dot(q, tl.trans(k), DOT) * scale
-        p = tl.exp(s - lse[:, None])
-        p = tl.where((offs_m[:, None] < L) & (n[None, :] < L), p, 0.0)
-        dp = dot(do, tl.trans(v), DOT)
-        ds = p * (dp - delta[:, None])
+        k = _rows(Key, base, n, offs_d, L, D)
+        v = _rows(Val, base, n, offs_d, L, D)
+        _, ds = _attn_bwd_tile(q, k, v, do, lse, delta, offs_m, n, L, scale, DOT)
         dq += dot(ds.to(k.dtype), k, DOT)
-    tl.store(DQry + base + offs_m[:, None] * D + offs_d[None, :], (dq * scale).to(DQry.dtype.element_ty),
-             mask=q_mask)
+    _store_rows(DQry, base, offs_m, offs_d, L, D, dq * scale)
 
 
 # ----------------------------------------------------------------------------------------------- launchers
