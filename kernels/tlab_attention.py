@@ -2,7 +2,7 @@
 
 ``A_G = softmax_rows(S)``, ``A_L = softmax_rows(Sᵀ)``, ``S = s Q Kᵀ``; Q, K, V, O are ``(N, L, D)`` contiguous.
 
-* short sequences (``L <= SHORT_MAX_L``): one program per (batch, head) problem; S is computed once and kept on chip,
+* short sequences (``L <= SHORT_MAX_L``): up to 8 (batch, head) problems per program; S is computed once, kept on chip,
   both softmaxes come from it and both products are fused, looping over D in blocks. Nothing of size L×L reaches
   global memory; the backward recomputes S and writes dQ, dK, dV without atomics.
 * long sequences: the two-pass form ``U = attn(query=K, key=Q, value=V)``, ``O = attn(query=Q, key=K, value=U)``
@@ -53,57 +53,64 @@ def _softmaxes(s, offs_l, L):
 
 
 @triton.jit
-def _tlab_fwd_short(Q, K, V, O, N, L, D, scale, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
-    b = tl.program_id(0)
-    base = b.to(tl.int64) * L * D
+def _tlab_fwd_short(Q, K, V, O, N, L, D, scale, PROBLEMS: tl.constexpr, BLOCK_L: tl.constexpr,
+                    BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    """PROBLEMS consecutive (batch, head) problems per program (small L leaves a program little work each)."""
     offs_l = tl.arange(0, BLOCK_L)
     offs_d = tl.arange(0, BLOCK_D)
-    s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
-    a_g, p = _softmaxes(s, offs_l, L)
-    a_g = a_g.to(Q.dtype.element_ty)
-    p_t = tl.trans(p).to(Q.dtype.element_ty)
-    for d0 in range(0, D, BLOCK_D):
-        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
-        v = tl.load(V + ptr, mask=m, other=0.0)
-        u = dot(p_t, v, DOT)  # U = A_L V
-        o = dot(a_g, u.to(Q.dtype.element_ty), DOT)  # O = A_G U
-        tl.store(O + ptr, o.to(O.dtype.element_ty), mask=m)
+    dt = Q.dtype.element_ty
+    for i in range(PROBLEMS):
+        b = tl.program_id(0) * PROBLEMS + i
+        if b < N:
+            base = b.to(tl.int64) * L * D
+            s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
+            a_g, p = _softmaxes(s, offs_l, L)
+            a_g = a_g.to(dt)
+            p_t = tl.trans(p).to(dt)
+            for d0 in range(0, D, BLOCK_D):
+                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                v = tl.load(V + ptr, mask=m, other=0.0)
+                u = dot(p_t, v, DOT)  # U = A_L V
+                o = dot(a_g, u.to(dt), DOT)  # O = A_G U
+                tl.store(O + ptr, o.to(O.dtype.element_ty), mask=m)
 
 
 @triton.jit
-def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
-                    DOT: tl.constexpr):
-    b = tl.program_id(0)
-    base = b.to(tl.int64) * L * D
+def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, PROBLEMS: tl.constexpr, BLOCK_L: tl.constexpr,
+                    BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     offs_l = tl.arange(0, BLOCK_L)
     offs_d = tl.arange(0, BLOCK_D)
-    s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
-    a_g, p = _softmaxes(s, offs_l, L)
     dt = Q.dtype.element_ty
-    d_ag = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # dA_G
-    d_pt = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # d_pt[j, i] = dA_L[i, j]
-    for d0 in range(0, D, BLOCK_D):
-        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
-        v = tl.load(V + ptr, mask=m, other=0.0)
-        go = tl.load(GO + ptr, mask=m, other=0.0)
-        u = dot(tl.trans(p).to(dt), v, DOT)
-        d_ag += dot(go, tl.trans(u.to(dt)), DOT)
-        du = dot(tl.trans(a_g).to(dt), go, DOT)
-        dv = dot(p.to(dt), du.to(dt), DOT)
-        tl.store(DV + ptr, dv.to(DV.dtype.element_ty), mask=m)
-        d_pt += dot(v, tl.trans(du.to(dt)), DOT)
-    ds = a_g * (d_ag - tl.sum(d_ag * a_g, axis=1)[:, None]) + p * (d_pt - tl.sum(d_pt * p, axis=0)[None, :])
     valid = offs_l < L
-    ds = tl.where(valid[:, None] & valid[None, :], ds * scale, 0.0).to(dt)
-    for d0 in range(0, D, BLOCK_D):
-        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
-        q = tl.load(Q + ptr, mask=m, other=0.0)
-        k = tl.load(K + ptr, mask=m, other=0.0)
-        tl.store(DQ + ptr, dot(ds, k, DOT).to(DQ.dtype.element_ty), mask=m)
-        tl.store(DK + ptr, dot(tl.trans(ds), q, DOT).to(DK.dtype.element_ty), mask=m)
+    for i in range(PROBLEMS):
+        b = tl.program_id(0) * PROBLEMS + i
+        if b < N:
+            base = b.to(tl.int64) * L * D
+            s = _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L, BLOCK_D, DOT)
+            a_g, p = _softmaxes(s, offs_l, L)
+            d_ag = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # dA_G
+            d_pt = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # d_pt[j, i] = dA_L[i, j]
+            for d0 in range(0, D, BLOCK_D):
+                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                v = tl.load(V + ptr, mask=m, other=0.0)
+                go = tl.load(GO + ptr, mask=m, other=0.0)
+                u = dot(tl.trans(p).to(dt), v, DOT)
+                d_ag += dot(go, tl.trans(u.to(dt)), DOT)
+                du = dot(tl.trans(a_g).to(dt), go, DOT)
+                tl.store(DV + ptr, dot(p.to(dt), du.to(dt), DOT).to(DV.dtype.element_ty), mask=m)
+                d_pt += dot(v, tl.trans(du.to(dt)), DOT)
+            ds = a_g * (d_ag - tl.sum(d_ag * a_g, axis=1)[:, None]) + \
+                p * (d_pt - tl.sum(d_pt * p, axis=0)[None, :])
+            ds = tl.where(valid[:, None] & valid[None, :], ds * scale, 0.0).to(dt)
+            for d0 in range(0, D, BLOCK_D):
+                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                q = tl.load(Q + ptr, mask=m, other=0.0)
+                k = tl.load(K + ptr, mask=m, other=0.0)
+                tl.store(DQ + ptr, dot(ds, k, DOT).to(DQ.dtype.element_ty), mask=m)
+                tl.store(DK + ptr, dot(tl.trans(ds), q, DOT).to(DK.dtype.element_ty), mask=m)
 
 
 # ----------------------------------------------------------------------------------------------- long sequences
@@ -229,6 +236,12 @@ def use_short_path(L: int, D: int) -> bool:
     return L <= SHORT_MAX_L
 
 
+def problems_per_program(n: int, L: int) -> int:
+    """Pack several small problems into one program: 8 at L <= 16, 4 at L <= 32, 2 at L <= 64, else 1."""
+    per = 8 if L <= 16 else 4 if L <= 32 else 2 if L <= 64 else 1
+    return max(1, min(per, n))
+
+
 def _attn(qry, key, val, scale):
     n, L, D = qry.shape
     out = torch.empty_like(qry)
@@ -259,8 +272,9 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, sho
     short = use_short_path(L, D) if short is None else short
     if short:
         out = torch.empty_like(q)
-        _tlab_fwd_short[(n,)](q, k, v, out, n, L, D, scale, BLOCK_L=block(L), BLOCK_D=block(D, hi=64),
-                              DOT=dot_mode(q.dtype))
+        per = problems_per_program(n, L)
+        _tlab_fwd_short[(triton.cdiv(n, per),)](q, k, v, out, n, L, D, scale, PROBLEMS=per, BLOCK_L=block(L),
+                                                BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
         empty = dict(device=q.device)
         return (out, torch.empty(0, dtype=q.dtype, **empty), torch.empty(0, dtype=torch.float32, **empty),
                 torch.empty(0, dtype=torch.float32, **empty))
@@ -277,8 +291,9 @@ def backward(grad, q, k, v, out, u, lse_u, lse_o, scale):
     grad = grad.contiguous()
     if u.numel() == 0:
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        _tlab_bwd_short[(n,)](q, k, v, grad, dq, dk, dv, n, L, D, scale, BLOCK_L=block(L),
-                              BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
+        per = problems_per_program(n, L)
+        _tlab_bwd_short[(triton.cdiv(n, per),)](q, k, v, grad, dq, dk, dv, n, L, D, scale, PROBLEMS=per,
+                                                BLOCK_L=block(L), BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
         return dq, dk, dv
     dq_o, dk_o, du = _attn_backward(q, k, u, out, lse_o, grad, scale)
     dk_u, dq_u, dv = _attn_backward(k, q, v, u, lse_u, du, scale)
