@@ -9,13 +9,32 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aver-fast", description="Fast audio-visual emotion recognition (AVER).")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train the tiny AVER/JCA/LF presets on generated data and print test CCC")
-    demo.add_argument("--out", default="aver-demo", help="output folder for results.json (default: aver-demo/)")
-    demo.add_argument("--steps", type=int, default=150, help="training steps per model (default: 150)")
-    demo.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
+    demo = sub.add_parser("demo", help="write a synthetic benchmark, train the tiny AVER/JCA/LF presets on it and "
+                                       "print test CCC on clean and noisy conditions")
+    demo.add_argument("--out", default="aver-demo", help="output folder: data/, results.json, timings.json "
+                                                         "(default: aver-demo/)")
+    demo.add_argument("--steps", type=int, default=200, help="training steps per model (default: 200)")
+    demo.add_argument("--batch-size", type=int, default=16, help="batch size (default: 16)")
+    demo.add_argument("--videos", type=int, default=10, help="synthetic videos to generate (default: 10)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video (default: 20)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--models", default="aver,jca,lf", help="comma-separated subset of aver,jca,lf")
     sub.add_parser("backends", help="print which backend each op would use, per device, and why")
+    synth = sub.add_parser("make-synthetic", help="write a synthetic Aff-Wild2-format dataset (mp4 with audio + "
+                                                  "VA annotation files) driven by smooth valence/arousal traces")
+    synth.add_argument("out", help="output folder (gets videos/, annotations/, synthetic.json)")
+    synth.add_argument("--videos", type=int, default=8, help="number of videos (default: 8)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--seconds", type=float, default=30.0, help="length of each video in seconds (default: 30)")
+    synth.add_argument("--size", type=int, default=112, help="frame side in pixels (default: 112)")
+    corrupt = sub.add_parser("corrupt", help="write a copy of a dataset with a controlled-noise condition applied")
+    corrupt.add_argument("input", metavar="IN", help="Aff-Wild2-format dataset folder")
+    corrupt.add_argument("output", metavar="OUT", help="output folder (must differ from IN)")
+    corrupt.add_argument("--condition", required=True,
+                         help="a preset (clean, white-10db, pink-5db, babble-5db, bursts, occlusion, lighting, blur, "
+                              "drop-frames, dual) or a spec like 'white:snr_db=5+occlusion:fraction=0.5'")
+    corrupt.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    corrupt.add_argument("--skip-bad", action="store_true", help="skip unreadable videos instead of stopping")
     bench = sub.add_parser("bench", help="time every op on CPU (reference vs C++ vs PyTorch-native) and write "
                                          "the markdown table into RESULTS.md")
     bench.add_argument("--out", default="benchmarks/RESULTS.md",
@@ -33,10 +52,27 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [m for m in models if m not in ("aver", "jca", "lf")]
         if unknown:
             parser.error(f"--models: unknown model(s) {unknown}; choose from aver, jca, lf")
-        run_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, models=models)
+        run_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, models=models,
+                 videos=args.videos, seconds=args.seconds)
     elif args.command == "backends":
         from .ops import backends
         print(json.dumps(backends(), indent=2))
+    elif args.command == "make-synthetic":
+        from .data import make_synthetic
+        names = make_synthetic(args.out, videos=args.videos, seed=args.seed, seconds=args.seconds, size=args.size)
+        print(f"wrote {len(names)} videos to {args.out}")
+    elif args.command == "corrupt":
+        from .data import MediaError, corrupt_dataset, parse_condition
+        try:
+            parse_condition(args.condition)
+            summary = corrupt_dataset(args.input, args.output, args.condition, seed=args.seed,
+                                      skip_bad=args.skip_bad)
+        except (MediaError, ValueError) as e:
+            print(f"aver-fast corrupt: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {summary.videos} videos to {args.output} ({args.condition}); {len(summary.skipped)} skipped")
+        for path, problem in summary.skipped:
+            print(f"  skipped {path}: {problem}")
     elif args.command == "bench":
         from .bench import run_all, write_section
         report = run_all(compile_ref=not args.no_compile)

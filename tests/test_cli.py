@@ -3,13 +3,18 @@ import json
 from aver_fast.cli import main
 
 
-def test_demo_trains_and_writes_results(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "3", "--models", "aver,lf"]) == 0
+def test_demo_trains_on_synthetic_files_and_writes_results(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path), "--steps", "3", "--batch-size", "4", "--videos", "5", "--seconds", "5",
+            "--models", "aver,lf"]
+    assert main(args) == 0
+    assert (tmp_path / "data" / "videos" / "synth_000.mp4").is_file()
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"aver", "lf"}
     for r in results.values():
+        assert set(r) == {"clean", "babble-5db", "occlusion", "dual"}
         assert set(r["clean"]) == {"valence", "arousal", "mean"}
     assert "test CCC" in capsys.readouterr().out
+    assert main(args) == 0  # a second run reuses the generated data
 
 
 def test_summary_and_backends_commands(capsys):

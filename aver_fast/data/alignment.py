@@ -1,0 +1,80 @@
+"""The paper's alignment (Section 3): 512-frame windows -> 16 sub-sequences of 32 frames -> 8 uniformly sampled
+frames each, plus the audio segment covering each sub-sequence; the label of a sub-sequence is its last frame's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """How windows, sub-sequences, frames and audio segments are cut and shaped.
+
+    ``window_stride`` is the step between consecutive windows (512 = non-overlapping; smaller values give
+    overlapping training windows). ``image_size`` is 224 in the paper text, 112 in its code. Audio: each
+    sub-sequence's segment becomes a ``(n_mels, audio_frames)`` log-mel (win 882 / hop 441 at 44.1 kHz); segments
+    are left-zero-padded or cropped at their start so the end stays aligned with the label frame.
+    """
+
+    window: int = 512
+    subseq: int = 32
+    frames_per_subseq: int = 8
+    window_stride: int = 512
+    image_size: int = 112
+    sample_rate: int = 44100
+    n_fft: int = 1024
+    win_length: int = 882
+    hop_length: int = 441
+    n_mels: int = 128
+    audio_frames: int = 104
+    noise_reduction: bool = True
+    db_mean: float = -40.0  # fixed affine normalisation of dB (keeps loudness, an arousal cue)
+    db_std: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.window % self.subseq:
+            raise ValueError(f"window={self.window} must be a multiple of subseq={self.subseq}")
+        if not 1 <= self.frames_per_subseq <= self.subseq:
+            raise ValueError(f"frames_per_subseq must be in [1, subseq], got {self.frames_per_subseq}")
+        for name in ("window_stride", "image_size", "sample_rate", "audio_frames", "hop_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def steps(self) -> int:
+        """Sub-sequences per window (L = 16 in the paper)."""
+        return self.window // self.subseq
+
+    @property
+    def segment_samples(self) -> int:
+        """Samples given to the log-mel of one sub-sequence: exactly ``audio_frames`` frames with ``center=True``."""
+        return (self.audio_frames - 1) * self.hop_length + 1
+
+    @classmethod
+    def tiny(cls, **overrides) -> "AlignmentConfig":
+        """Matches ``AVERConfig.tiny()``: 8 steps of 16 frames, 4 frames each at 32 px, 32 mels x 24 frames."""
+        base = dict(window=128, subseq=16, frames_per_subseq=4, window_stride=128, image_size=32, sample_rate=16000,
+                    n_fft=512, win_length=400, hop_length=320, n_mels=32, audio_frames=24)
+        base.update(overrides)
+        return cls(**base)
+
+
+def window_starts(n_frames: int, cfg: AlignmentConfig) -> list[int]:
+    """First frame of every window of a video; the last window is padded past the end (and masked)."""
+    return list(range(0, max(n_frames, 1), cfg.window_stride))
+
+
+def plan_window(start: int, n_frames: int, cfg: AlignmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the window at ``start``: sampled frame indices ``(steps, frames_per_subseq)`` (clamped into the video),
+    the label frame of each step ``(steps,)`` (its last frame) and whether that step lies inside the video."""
+    ends = start + (np.arange(cfg.steps) + 1) * cfg.subseq - 1
+    offsets = np.round(np.linspace(-(cfg.subseq - 1), 0, cfg.frames_per_subseq)).astype(np.int64)
+    frames = np.clip(ends[:, None] + offsets[None, :], 0, n_frames - 1)
+    return frames, ends, ends < n_frames
+
+
+def segment_bounds(end_frame: int, fps: float, cfg: AlignmentConfig) -> tuple[int, int]:
+    """Sample range ``[a, b)`` of the audio that covers the sub-sequence ending at ``end_frame`` (by timestamp)."""
+    b = int(round((end_frame + 1) / fps * cfg.sample_rate))
+    return b - cfg.segment_samples, b

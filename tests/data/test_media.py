@@ -1,0 +1,93 @@
+"""Reading real (small, generated) media files, including every kind of bad input."""
+import os
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from aver_fast.data import MediaError, VideoSource, load_audio, write_video
+
+from .conftest import tone
+
+
+def frames(n, size=32):
+    return [np.full((size, size, 3), (i * 7) % 256, dtype=np.uint8) for i in range(n)]
+
+
+def test_mp4_with_audio_track(tmp_path):
+    path = str(tmp_path / "v.mp4")
+    write_video(path, frames(30), 30.0, tone(1.0, 44100), 44100)
+    v = VideoSource(path)
+    assert len(v) == 30 and v.fps == pytest.approx(30.0)
+    assert v.frames([0, 29]).shape == (2, 32, 32, 3)
+    a = load_audio(path)
+    assert a.sample_rate == 44100 and abs(a.samples.shape[0] - 44100) < 2048  # AAC frames pad the end
+    spec = torch.fft.rfft(a.samples[4000:40000])
+    assert abs(int(spec.abs().argmax()) * 44100 / 36000 - 440) < 5  # the tone survives
+
+
+@pytest.mark.parametrize("sr, channels", [(44100, 1), (48000, 2), (22050, 1), (11025, 2)])
+def test_wav_next_to_video_is_preferred_mono_mixed_and_resampled(tmp_path, sr, channels):
+    path = str(tmp_path / "v.mp4")
+    write_video(path, frames(10), 10.0)  # no audio track in the container
+    soundfile.write(str(tmp_path / "v.wav"), tone(1.0, sr, channels=channels), sr)
+    a = load_audio(path, 44100)
+    assert a.source.endswith("v.wav") and a.samples.shape == (44100,)
+    assert (a.samples[1000:-1000].abs().max() - 0.3).abs() < 0.01
+
+
+def test_silent_track_loads_as_silence(tmp_path):
+    path = str(tmp_path / "v.mp4")
+    write_video(path, frames(10), 10.0, np.zeros(44100, dtype=np.float32), 44100)
+    assert load_audio(path).samples.abs().max() < 1e-6
+
+
+def test_frame_folder(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "cropped_aligned" / "v"
+    folder.mkdir(parents=True)
+    for i, f in enumerate(frames(5)):
+        Image.fromarray(f).save(folder / f"{i + 1:05d}.jpg")
+    v = VideoSource(str(folder), fps=25.0)
+    assert len(v) == 5 and v.fps == 25.0 and v.frames([4]).shape == (1, 32, 32, 3)
+    with pytest.raises(MediaError, match="no audio"):
+        load_audio(str(folder))
+
+
+def test_bad_media_files_name_the_file(tmp_path):
+    with pytest.raises(MediaError, match="video file not found") as e:
+        VideoSource(str(tmp_path / "missing.mp4"))
+    assert "missing.mp4" in str(e.value)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(MediaError, match="cannot decode video") as e:
+        len(VideoSource(str(broken)))
+    assert "broken.mp4" in str(e.value)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match="broken|empty|cannot decode"):
+        len(VideoSource(str(empty)))
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(MediaError, match="no .jpg"):
+        VideoSource(str(tmp_path / "empty_dir"))
+    silent = str(tmp_path / "noaudio.mp4")
+    write_video(silent, frames(5), 10.0)
+    with pytest.raises(MediaError, match="audio") as e:
+        load_audio(silent)
+    assert "noaudio.mp4" in str(e.value)
+    soundfile.write(str(tmp_path / "zero.wav"), np.zeros((0, 1), dtype=np.float32), 16000)
+    write_video(str(tmp_path / "zero.mp4"), frames(3), 10.0)
+    with pytest.raises(MediaError, match="empty"):
+        load_audio(str(tmp_path / "zero.mp4"))
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "v.mp4"
+
+    def bad_frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise RuntimeError("camera unplugged")
+    with pytest.raises(RuntimeError, match="camera"):
+        write_video(str(path), bad_frames(), 10.0)
+    assert os.listdir(tmp_path) == []
