@@ -71,6 +71,7 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
         results[name] = {c: evaluate(model, data) for c, data in tests.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    (out / "conditions.json").write_text(json.dumps({c: parse_condition(c).params for c in CONDITIONS}, indent=2))
     rows = ["| model | " + " | ".join(CONDITIONS) + " | train step |", "|---|" + "---|" * (len(CONDITIONS) + 1)]
     for name in models:
         cells = [f"{results[name][c]['mean']:.3f} ({results[name][c]['valence']:.2f}/{results[name][c]['arousal']:.2f})"

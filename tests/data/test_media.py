@@ -68,6 +68,17 @@ def test_bad_media_files_name_the_file(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(MediaError, match="broken|empty|cannot decode"):
         len(VideoSource(str(empty)))
+    import av  # an "empty video": a container with an audio stream and no video frames at all
+    with av.open(str(tmp_path / "novideo.mp4"), "w") as c:
+        stream = c.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            c.mux(packet)
+    with pytest.raises(MediaError, match="cannot decode video") as e:
+        len(VideoSource(str(tmp_path / "novideo.mp4")))
+    assert "novideo.mp4" in str(e.value)
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(MediaError, match="no .jpg"):
         VideoSource(str(tmp_path / "empty_dir"))
