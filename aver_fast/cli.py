@@ -20,6 +20,28 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--models", default="aver,jca,lf", help="comma-separated subset of aver,jca,lf")
     sub.add_parser("backends", help="print which backend each op would use, per device, and why")
+    from .train import add_arguments as add_train_arguments
+    train = sub.add_parser("train", help="train AVER (or --fusion jca|lf) on an Aff-Wild2-format dataset with the "
+                                         "paper's recipe; keys: see aver_fast.train.TrainConfig")
+    add_train_arguments(train)
+    feats = sub.add_parser("extract-features", help="run the frozen backbones once and cache per-video features "
+                                                    "for train --features")
+    feats.add_argument("--data", required=True, help="Aff-Wild2-format dataset folder")
+    feats.add_argument("--out", required=True, help="feature folder")
+    feats.add_argument("--preset", choices=("paper", "tiny"), default="paper")
+    feats.add_argument("--fusion", choices=("aver", "jca", "lf"), default="aver")
+    feats.add_argument("--backbones", help="checkpoint prefix whose backbone weights to use (default: random init)")
+    ev = sub.add_parser("evaluate", help="CCC per condition for one or more checkpoints (markdown + JSON)")
+    ev.add_argument("checkpoints", nargs="+", help="checkpoint prefixes, e.g. runs/aver/best runs/jca/best")
+    ev.add_argument("--data", required=True, help="Aff-Wild2-format dataset folder")
+    ev.add_argument("--conditions", default="clean", help="comma-separated conditions (presets or specs)")
+    ev.add_argument("--videos", help="comma-separated videos (default: each checkpoint's test split)")
+    ev.add_argument("--out", default="evaluation", help="folder for evaluation.md and evaluation.json")
+    pr = sub.add_parser("predict", help="per-frame valence/arousal CSV and plots for one video")
+    pr.add_argument("video", help="video file or frame folder")
+    pr.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. runs/aver/best")
+    pr.add_argument("--labels", help="annotation file: ground truth drawn dashed")
+    pr.add_argument("--out", default="predictions", help="output folder")
     synth = sub.add_parser("make-synthetic", help="write a synthetic Aff-Wild2-format dataset (mp4 with audio + "
                                                   "VA annotation files) driven by smooth valence/arousal traces")
     synth.add_argument("out", help="output folder (gets videos/, annotations/, synthetic.json)")
@@ -57,6 +79,49 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "backends":
         from .ops import backends
         print(json.dumps(backends(), indent=2))
+    elif args.command == "train":
+        from .train import config_from_args
+        from .train import train as run_train
+        try:
+            best = run_train(config_from_args(args), resume=args.resume)
+        except (ValueError, OSError) as e:
+            print(f"aver-fast train: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        print(json.dumps({"best": best}))
+    elif args.command == "extract-features":
+        from .features import extract_features
+        from .train import TrainConfig
+        cfg = TrainConfig(preset=args.preset, fusion=args.fusion)
+        weights = None
+        if args.backbones:
+            from .checkpoint import load_checkpoint
+            weights = load_checkpoint(args.backbones)[0]
+        model_cfg = cfg.model_config().replace(freeze_backbones=True)
+        try:
+            extract_features(args.data, args.out, model_cfg, cfg.alignment(), args.fusion, weights)
+        except (ValueError, OSError) as e:
+            print(f"aver-fast extract-features: {e}", file=sys.stderr)
+            return 2
+    elif args.command == "evaluate":
+        from .evaluate import evaluate, markdown, write_report
+        try:
+            results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
+                               tuple(c for c in args.conditions.split(",") if c))
+        except (ValueError, OSError) as e:
+            print(f"aver-fast evaluate: {e}", file=sys.stderr)
+            return 2
+        write_report(results, args.out)
+        print(markdown(results))
+    elif args.command == "predict":
+        from .predict import predict_video
+        try:
+            files = predict_video(args.video, args.checkpoint, args.out, args.labels)
+        except (ValueError, OSError) as e:
+            print(f"aver-fast predict: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(files))
     elif args.command == "make-synthetic":
         from .data import make_synthetic
         names = make_synthetic(args.out, videos=args.videos, seed=args.seed, seconds=args.seconds, size=args.size)

@@ -154,12 +154,13 @@ class AffWild2Dataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, videos: list[str] | None = None,
                  config: AlignmentConfig | None = None, condition: Condition | None = None, seed: int = 0,
-                 skip_bad: bool = False, length_tolerance: int = 0, audio_cache: int = 4, **dirs) -> None:
+                 skip_bad: bool = False, length_tolerance: int = 0, audio_cache: int = 4,
+                 entries: list[VideoEntry] | None = None, **dirs) -> None:
         self.config = config or AlignmentConfig()
         self.condition, self.seed = condition, seed
         self.summary = Summary()
-        self.entries = discover(root, videos, length_tolerance=length_tolerance, skip_bad=skip_bad,
-                                summary=self.summary, **dirs)
+        self.entries = entries if entries is not None else discover(
+            root, videos, length_tolerance=length_tolerance, skip_bad=skip_bad, summary=self.summary, **dirs)
         if not self.entries:
             raise MediaError(root, "no usable video found" + (f"; skipped:\n{self.summary}" if self.summary.skipped
                                                                else ""))
@@ -175,6 +176,23 @@ class AffWild2Dataset(Dataset):
         self._pid = os.getpid()
         self._sources: dict[int, VideoSource] = {}
         self._audio: collections.OrderedDict = collections.OrderedDict()
+
+    @classmethod
+    def from_video(cls, path: str, config: AlignmentConfig | None = None, labels: str | None = None,
+                   fps: float | None = None) -> "AffWild2Dataset":
+        """One video (file or frame folder), with an optional annotation file; unlabelled frames are marked -5."""
+        source = VideoSource(path, fps=fps)
+        n = len(source)
+        va = np.full((n, 2), INVALID, dtype=np.float32)
+        if labels is not None:
+            given = read_va(labels)
+            if len(given) != n:
+                raise MediaError(labels, f"has {len(given)} frames but {path} has {n}")
+            va = given
+        if not _has_audio(path):
+            raise MediaError(path, "video has no audio stream (and no .wav/.flac next to it)")
+        name = os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
+        return cls(None, config=config, entries=[VideoEntry(name, labels or "", path, va, n, source.fps)])
 
     def __len__(self) -> int:
         return len(self.index)

@@ -1,0 +1,58 @@
+"""``aver-fast extract-features``: run the frozen backbones once and cache each video's window features on disk
+(``<video>.{video,audio,target,mask}.npy``, memory-mapped by ``train --features``). The public code reruns the
+frozen backbones every epoch; with the cache an epoch only runs the fusion."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from .data import AffWild2Dataset, AlignmentConfig
+from .models import MODELS, AVERConfig
+
+
+def extract_features(data: str, out: str, config: AVERConfig, alignment: AlignmentConfig, fusion: str = "aver",
+                     weights: dict | None = None, batch_size: int = 4, device: str = "cpu", log=print) -> dict:
+    """Write the backbone region maps ``(windows, L, R, Cv)`` and audio features ``(windows, L, Ca)`` of every
+    window, with targets and masks; returns ``{video: windows}`` (also in ``out/index.json``)."""
+    if not config.freeze_backbones:
+        raise ValueError("feature caching needs frozen backbones (AVERConfig.freeze_backbones=True): trainable "
+                         "backbones change every step")
+    model = MODELS[fusion](config).to(device).eval()
+    if weights is not None:
+        model.load_state_dict(weights)
+    os.makedirs(out, exist_ok=True)
+    ds = AffWild2Dataset(data, config=alignment)
+    index: dict[str, int] = {}
+    by_video: dict[str, list[int]] = {}
+    for i, (v, _) in enumerate(ds.index):
+        by_video.setdefault(ds.entries[v].name, []).append(i)
+    for name, items in by_video.items():
+        arrays: dict[str, np.ndarray] = {}
+        for k0 in range(0, len(items), batch_size):
+            batch = [ds[i] for i in items[k0:k0 + batch_size]]
+            video = torch.stack([b["video"] for b in batch]).to(device)
+            audio = torch.stack([b["audio"] for b in batch]).to(device)
+            with torch.no_grad():
+                regions, a = model.backbone_features(video, audio)
+            parts = {"video": regions.cpu().numpy(), "audio": a.cpu().numpy(),
+                     "target": torch.stack([b["target"] for b in batch]).numpy(),
+                     "mask": torch.stack([b["mask"] for b in batch]).numpy()}
+            for key, value in parts.items():
+                if key not in arrays:
+                    path = os.path.join(out, f"{name}.{key}.npy.tmp")
+                    arrays[key] = np.lib.format.open_memmap(path, mode="w+", dtype=value.dtype,
+                                                            shape=(len(items),) + value.shape[1:])
+                arrays[key][k0:k0 + len(batch)] = value
+        for key, arr in arrays.items():
+            arr.flush()
+            del arr
+            os.replace(os.path.join(out, f"{name}.{key}.npy.tmp"), os.path.join(out, f"{name}.{key}.npy"))
+        index[name] = len(items)
+        log(f"{name}: {len(items)} windows")
+    with open(os.path.join(out, "index.json.tmp"), "w") as f:
+        json.dump({"videos": index, "fusion": fusion}, f)
+    os.replace(os.path.join(out, "index.json.tmp"), os.path.join(out, "index.json"))
+    return index

@@ -1,0 +1,416 @@
+"""Training: the paper's recipe by default (Adam 1e-4, weight decay 1e-5, batch 16, 30 epochs, lr x 0.9 from epoch
+15 and every 5 epochs after, ``1 - mean CCC``), model selection on validation mean CCC, JSONL log, atomic
+checkpoints, bit-exact ``--resume`` on CPU, Ctrl-C saves a resumable checkpoint; under ``torchrun`` it trains with
+DistributedDataParallel (rank 0 logs and saves; validation CCC is computed on gathered predictions).
+
+    aver-fast train --data DIR [--config run.toml] [--set key=value ...]
+    torchrun --nproc_per_node 2 -m aver_fast.train --data DIR ...
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .data import AffWild2Dataset, AlignmentConfig, discover, split_videos
+from .metrics import CCCLoss, ccc
+from .models import MODELS, AVERConfig
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; a TOML file and ``--set key=value`` overrides fill it (unknown keys are errors)."""
+
+    data: str = ""  # Aff-Wild2-format dataset folder
+    out: str = "runs/aver"
+    features: str = ""  # cached backbone features (aver-fast extract-features); "" decodes the media
+    fusion: str = "aver"  # aver | jca | lf
+    preset: str = "paper"  # paper | tiny
+    use_tcn: bool = True
+    use_lstm: bool = True
+    use_attention: bool = True
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    lr_decay: float = 0.9
+    lr_decay_start: int = 15
+    lr_decay_every: int = 5
+    seed: int = 0
+    split_seed: int = 0
+    train_stride: int = 512  # frames between training windows (smaller = overlapping windows)
+    num_workers: int = 0
+    max_batches: int = 0  # cap on batches per epoch (0 = all), for quick runs
+    amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.fusion not in MODELS:
+            raise ValueError(f"fusion must be one of {sorted(MODELS)}, got {self.fusion!r}")
+        if self.preset not in ("paper", "tiny"):
+            raise ValueError(f"preset must be 'paper' or 'tiny', got {self.preset!r}")
+        for name in ("epochs", "batch_size", "train_stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def model_config(self) -> AVERConfig:
+        """The preset with the ablation flags; backbones frozen when training on cached features."""
+        make = AVERConfig.paper if self.preset == "paper" else AVERConfig.tiny
+        extra = {"freeze_backbones": True} if self.features else {}
+        return make(use_tcn=self.use_tcn, use_lstm=self.use_lstm, use_attention=self.use_attention, **extra)
+
+    def alignment(self, stride: int | None = None) -> AlignmentConfig:
+        make = AlignmentConfig if self.preset == "paper" else AlignmentConfig.tiny
+        cfg = make()
+        return dataclasses.replace(cfg, window_stride=stride or cfg.window)
+
+
+def _parse_value(field: dataclasses.Field, text: str):
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{field.name} takes true/false, got {text!r}")
+        return text.lower() in ("true", "1")
+    return {"int": int, "float": float}.get(kind, str)(text)
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, **values) -> TrainConfig:
+    """TOML file, then ``key=value`` overrides, then keyword values; unknown keys raise before any work."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    merged: dict = {}
+    if path:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        if not os.path.isfile(path):
+            raise ValueError(f"config file not found: {path}")
+        with open(path, "rb") as f:
+            merged.update(tomllib.load(f))
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(fields)}")
+        merged[key] = _parse_value(fields[key], text)
+    merged.update({k: v for k, v in values.items() if v is not None})
+    unknown = sorted(set(merged) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(fields)}")
+    return TrainConfig(**merged)
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """x lr_decay at ``lr_decay_start`` and every ``lr_decay_every`` epochs after (0-based epochs)."""
+    if epoch < cfg.lr_decay_start:
+        return 1.0
+    return cfg.lr_decay ** (1 + (epoch - cfg.lr_decay_start) // cfg.lr_decay_every)
+
+
+class EpochSampler(Sampler):
+    """A seeded permutation per epoch, sharded by rank and resumable mid-epoch. ``pad`` repeats a few items so every
+    rank has as many (training: equal step counts); evaluation shards without padding, so no window counts twice."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True,
+                 pad: bool = True) -> None:
+        self.n, self.seed, self.rank, self.world, self.shuffle, self.pad = n, seed, rank, world, shuffle, pad
+        self.epoch, self.skip = 0, 0
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+            order = order.tolist()
+        else:
+            order = list(range(self.n))
+        if self.pad:
+            order += order[: math.ceil(self.n / self.world) * self.world - self.n]
+        return order[self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self.indices()[self.skip:])
+
+    def __len__(self) -> int:
+        return len(self.indices()) - self.skip
+
+
+class FeatureDataset(Dataset):
+    """Windows of cached backbone features (``aver-fast extract-features``), memory-mapped per video."""
+
+    def __init__(self, root: str, videos: list[str]) -> None:
+        import numpy as np
+
+        self.root = root
+        with open(os.path.join(root, "index.json")) as f:
+            index = json.load(f)
+        missing = sorted(set(videos) - set(index["videos"]))
+        if missing:
+            raise ValueError(f"{root}: no cached features for {missing} (run aver-fast extract-features)")
+        self.index = [(v, w) for v in videos for w in range(index["videos"][v])]
+        self._np = np
+        self._maps: dict = {}
+
+    def _arrays(self, video: str):
+        if video not in self._maps:
+            self._maps[video] = {k: self._np.load(os.path.join(self.root, f"{video}.{k}.npy"), mmap_mode="r")
+                                 for k in ("video", "audio", "target", "mask")}
+        return self._maps[video]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        video, w = self.index[i]
+        arrays = self._arrays(video)
+        return {k: torch.from_numpy(self._np.array(arrays[k][w])) for k in ("video", "audio", "target", "mask")} | {
+            "video_name": video}
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(cfg: TrainConfig, rank: int) -> torch.device:
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def gather_predictions(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, world: int):
+    """Concatenate every rank's (pred, target, mask) so the CCC is computed over the whole set, not averaged."""
+    if world == 1:
+        return pred, target, mask
+    parts = [None] * world
+    dist.all_gather_object(parts, (pred.cpu(), target.cpu(), mask.cpu()))
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+
+
+def run_epoch_eval(model, loader, device, world: int, features: bool) -> dict:
+    """Validation CCC (valence, arousal, mean) over all valid steps of all ranks."""
+    model.eval()
+    preds, targets, masks = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            out = _forward(model, batch, device, features)
+            preds.append(out.float().cpu())
+            targets.append(batch["target"])
+            masks.append(batch["mask"])
+    p, t, m = gather_predictions(torch.cat(preds), torch.cat(targets), torch.cat(masks), world)
+    v, a = (ccc(p[..., i][m], t[..., i][m]).item() for i in range(2))
+    return {"valence": v, "arousal": a, "mean": (v + a) / 2}
+
+
+class OnFeatures(torch.nn.Module):
+    """``forward`` = the model's ``forward_features``, so DistributedDataParallel (which syncs gradients through
+    ``forward``) can wrap training on cached features."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(v_feat, a_feat)
+
+
+def _forward(net, batch, device, features: bool) -> torch.Tensor:
+    """``net`` is the model (or its :class:`OnFeatures` / DDP wrapper) and takes what the batch holds."""
+    return net(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True))
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict]:
+    names = [e.name for e in discover(cfg.data)]
+    split = split_videos(names, seed=cfg.split_seed)
+    if not split["train"] or not split["val"]:
+        raise ValueError(f"{cfg.data}: {len(names)} videos are too few for a train/val/test split")
+    if cfg.features:
+        return FeatureDataset(cfg.features, split["train"]), FeatureDataset(cfg.features, split["val"]), split
+    train = AffWild2Dataset(cfg.data, split["train"], cfg.alignment(cfg.train_stride), seed=cfg.seed)
+    val = AffWild2Dataset(cfg.data, split["val"], cfg.alignment(), seed=cfg.seed)
+    return train, val, split
+
+
+def check_writable(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"output folder {path} is not writable: {e}") from None
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train ``cfg`` and return the best validation metrics; see the module docstring."""
+    rank, world = _distributed()
+    device = _device(cfg, rank)
+    main = rank == 0
+    check_writable(cfg.out)  # every failure below happens before any training
+    if not cfg.data or not os.path.isdir(cfg.data):
+        raise ValueError(f"data folder not found: {cfg.data!r}")
+    train_set, val_set, split = build_datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    model = MODELS[cfg.fusion](cfg.model_config()).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, cfg))
+    start_epoch, start_batch, best, history = 0, 0, {"mean": -math.inf}, []
+    prefix = os.path.join(cfg.out, "last")
+    if resume:
+        weights, state = load_checkpoint(prefix)
+        if state["arch"] != [cfg.fusion, dataclasses.asdict(cfg.model_config())]:
+            raise ValueError(f"{prefix}.state.pt is a checkpoint of another architecture ({state['arch'][0]}, "
+                             f"preset settings differ); resume with the config it was trained with")
+        model.load_state_dict(weights)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, start_batch, best, history = state["epoch"], state["batch"], state["best"], state["history"]
+        set_rng_state(state["rng"])
+        if main:
+            log(f"resumed {prefix} at epoch {start_epoch + 1}, batch {start_batch}")
+    net = OnFeatures(model) if cfg.features else model
+    net = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    sampler = EpochSampler(len(train_set), cfg.seed, rank, world)
+    per_rank_batch = max(1, cfg.batch_size // world)
+    # the loaders get their own generator: creating an iterator must not draw from the global RNG, whose state
+    # (dropout) a mid-epoch checkpoint restores
+    loader_rng = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_set, per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
+                              generator=loader_rng)
+    val_loader = DataLoader(val_set, per_rank_batch, sampler=EpochSampler(len(val_set), 0, rank, world, False, False),
+                            num_workers=cfg.num_workers, generator=loader_rng)
+    loss_fn = CCCLoss()
+    amp = cfg.amp and device.type == "cuda"
+    interrupted = {"flag": False}
+    previous_handler = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):  # finish the current step, then save and stop
+        interrupted["flag"] = True
+    if main:
+        signal.signal(signal.SIGINT, on_sigint)
+
+    def state(epoch: int, batch: int) -> dict:
+        return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "batch": batch,
+                "best": best, "history": history, "config": dataclasses.asdict(cfg), "split": split,
+                "arch": [cfg.fusion, dataclasses.asdict(cfg.model_config())]}
+
+    log_path = os.path.join(cfg.out, "log.jsonl")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            sampler.epoch, sampler.skip = epoch, (start_batch * per_rank_batch if epoch == start_epoch else 0)
+            net.train()
+            t0, seen, losses = time.perf_counter(), 0, []
+            batches = iter(train_loader)
+            first = start_batch if epoch == start_epoch else 0
+            total = len(train_loader) + first
+            if cfg.max_batches:
+                total = min(total, cfg.max_batches)
+            progress = _progress(range(first, total), main, f"epoch {epoch + 1}/{cfg.epochs}")
+            for b in progress:
+                batch = next(batches)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    pred = _forward(net, batch, device, bool(cfg.features))
+                loss = loss_fn(pred.float(), batch["target"].to(device), batch["mask"].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                seen += batch["target"].shape[0] * world
+                if hasattr(progress, "set_postfix"):
+                    progress.set_postfix(loss=f"{loss.item():.3f}", win_s=f"{seen / (time.perf_counter() - t0):.1f}")
+                if interrupted["flag"]:
+                    if main:
+                        save_checkpoint(prefix, model, state(epoch, b + 1))
+                        log(f"interrupted: saved {prefix}; continue with --resume")
+                    raise KeyboardInterrupt
+            sched.step()
+            metrics = run_epoch_eval(OnFeatures(model) if cfg.features else model, val_loader, device, world,
+                                     bool(cfg.features))
+            record = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "lr": opt.param_groups[0]["lr"],
+                      "val": metrics, "windows_per_s": seen / (time.perf_counter() - t0)}
+            history.append(record)
+            if metrics["mean"] > best["mean"]:
+                best = dict(metrics, epoch=epoch + 1)
+                if main:
+                    save_checkpoint(os.path.join(cfg.out, "best"), model, state(epoch + 1, 0))
+            if main:
+                save_checkpoint(prefix, model, state(epoch + 1, 0))
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                log(f"epoch {epoch + 1}: loss {record['loss']:.4f} val CCC v {metrics['valence']:.3f} "
+                    f"a {metrics['arousal']:.3f} mean {metrics['mean']:.3f} (best {best['mean']:.3f})")
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous_handler)
+    return best
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, leave=False, disable=None)  # None: off when stderr is not a terminal
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with TrainConfig keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set epochs=5")
+    p.add_argument("--data", help="Aff-Wild2-format dataset folder")
+    p.add_argument("--out", help="run folder: log.jsonl, last.* and best.* checkpoints")
+    p.add_argument("--features", help="train the fusion on cached backbone features (aver-fast extract-features)")
+    p.add_argument("--fusion", choices=sorted(MODELS), help="aver (default), jca or lf")
+    p.add_argument("--preset", choices=("paper", "tiny"))
+    p.add_argument("--no-tcn", action="store_true", help="ablation: TLABs without TCN")
+    p.add_argument("--no-lstm", action="store_true", help="ablation: TLABs without LSTM")
+    p.add_argument("--no-attention", action="store_true", help="ablation: TLABs without attention")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.* (bit-exact on CPU)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = dict(data=args.data, out=args.out, features=args.features, fusion=args.fusion, preset=args.preset)
+    for flag, key in (("no_tcn", "use_tcn"), ("no_lstm", "use_lstm"), ("no_attention", "use_attention")):
+        if getattr(args, flag):
+            values[key] = False
+    return load_config(args.config, args.set, **values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aver-fast train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        best = train(cfg, resume=args.resume)
+    except (ValueError, OSError) as e:
+        print(f"aver-fast train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    print(json.dumps({"best": best}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
