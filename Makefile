@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.deps: $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow pybind11 ninja \
+	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow safetensors tqdm matplotlib pybind11 ninja \
 	    pytest pytest-benchmark hypothesis torchvision==0.29.1
 	touch $@
 

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import torch
 
+import dataclasses
+
+from .checkpoint import save_checkpoint
 from .data import AffWild2Dataset, AlignmentConfig, make_synthetic, parse_condition, split_videos
+from .evaluate import predict_frames
 from .metrics import CCCLoss, ccc
 from .models import MODELS, AVERConfig
+from .predict import plot
+from .train import TrainConfig
 
 CONDITIONS = ("clean", "babble-5db", "occlusion", "dual")
 
@@ -69,6 +75,16 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
                 log(f"[{name}] step {step + 1}/{steps} loss {loss.item():.3f}")
         timings[name] = {"train_step_ms": 1000 * (time.perf_counter() - t0) / max(steps, 1), "batch": batch_size}
         results[name] = {c: evaluate(model, data) for c, data in tests.items()}
+        # a checkpoint that `aver-fast evaluate` / `predict` can load, and plots of the first test video
+        run = TrainConfig(data=root, out=str(out / "checkpoints"), fusion=name, preset="tiny", seed=seed)
+        os.makedirs(run.out, exist_ok=True)
+        save_checkpoint(os.path.join(run.out, name), model, {
+            "config": dataclasses.asdict(run), "split": split, "arch": [name, dataclasses.asdict(run.model_config())],
+            "epoch": 0, "batch": 0, "best": results[name]["clean"], "history": []})
+        ds = AffWild2Dataset(root, split["test"][:1], AlignmentConfig.tiny())
+        rec = next(iter(predict_frames(model.eval(), ds).values()))
+        os.makedirs(out / "plots", exist_ok=True)
+        plot(rec["frames"], rec["labels"], ds.entries[0].fps, str(out / "plots" / f"{name}_{ds.entries[0].name}"))
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     (out / "conditions.json").write_text(json.dumps({c: parse_condition(c).params for c in CONDITIONS}, indent=2))
@@ -78,5 +94,5 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
                  for c in CONDITIONS]
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {timings[name]['train_step_ms']:.0f} ms |")
     log("test CCC, mean (valence/arousal):\n" + "\n".join(rows))
-    log(f"wrote {out / 'results.json'}")
+    log(f"wrote {out / 'results.json'}, checkpoints/ and plots/")
     return results
