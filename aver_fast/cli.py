@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--preset", choices=("paper", "tiny"), default="paper")
     feats.add_argument("--fusion", choices=("aver", "jca", "lf"), default="aver")
     feats.add_argument("--backbones", help="checkpoint prefix whose backbone weights to use (default: random init)")
+    feats.add_argument("--stride", type=int, help="frames between windows (default: the window length; train "
+                                                  "--features uses exactly the windows cached here)")
     ev = sub.add_parser("evaluate", help="CCC per condition for one or more checkpoints (markdown + JSON)")
     ev.add_argument("checkpoints", nargs="+", help="checkpoint prefixes, e.g. runs/aver/best runs/jca/best")
     ev.add_argument("--data", required=True, help="Aff-Wild2-format dataset folder")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             weights = load_checkpoint(args.backbones)[0]
         model_cfg = cfg.model_config().replace(freeze_backbones=True)
         try:
-            extract_features(args.data, args.out, model_cfg, cfg.alignment(), args.fusion, weights)
+            extract_features(args.data, args.out, model_cfg, cfg.alignment(args.stride), args.fusion, weights)
         except (ValueError, OSError) as e:
             print(f"aver-fast extract-features: {e}", file=sys.stderr)
             return 2

@@ -300,8 +300,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     def on_sigint(signum, frame):  # finish the current step, then save and stop
         interrupted["flag"] = True
-    if main:
-        signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def stop_now() -> bool:
+        """Whether any rank was interrupted (torchrun forwards Ctrl-C to every rank, not at the same instant):
+        all ranks stop after the same step, so none waits in a collective for the others."""
+        if world == 1:
+            return interrupted["flag"]
+        flag = torch.tensor([float(interrupted["flag"])], device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def state(epoch: int, batch: int) -> dict:
         return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "batch": batch,
@@ -332,7 +340,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 seen += batch["target"].shape[0] * world
                 if hasattr(progress, "set_postfix"):
                     progress.set_postfix(loss=f"{loss.item():.3f}", win_s=f"{seen / (time.perf_counter() - t0):.1f}")
-                if interrupted["flag"]:
+                if stop_now():
                     if main:
                         save_checkpoint(prefix, model, state(epoch, b + 1))
                         log(f"interrupted: saved {prefix}; continue with --resume")
@@ -354,8 +362,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 log(f"epoch {epoch + 1}: loss {record['loss']:.4f} val CCC v {metrics['valence']:.3f} "
                     f"a {metrics['arousal']:.3f} mean {metrics['mean']:.3f} (best {best['mean']:.3f})")
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous_handler)
+        signal.signal(signal.SIGINT, previous_handler)
     return best
 
 
