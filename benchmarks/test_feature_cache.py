@@ -6,8 +6,8 @@ import torch
 from aver_fast.data import make_synthetic
 from aver_fast.features import extract_features
 from aver_fast.metrics import CCCLoss
-from aver_fast.models import AVER, AVERConfig
-from aver_fast.train import FeatureDataset, TrainConfig, build_datasets
+from aver_fast.models import AVER
+from aver_fast.train import TrainConfig, build_datasets
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ same-dtype reference error is ~0. float64 uses fixed tight bounds.
 """
 from __future__ import annotations
 
-import pytest
 import torch
 
 from aver_fast.ops import _ext
@@ -52,11 +51,3 @@ def assert_parity(name: str, fast: torch.Tensor, ref64: torch.Tensor, ref_same: 
     else:
         bound = factor * (ref_same.double() - ref64).abs().max().item() + atol * max(1.0, ref64.abs().max().item())
     assert err <= bound, f"{name}: max error {err:.3e} > bound {bound:.3e} ({fast.dtype})"
-
-
-@pytest.fixture
-def restore_isa():
-    require_cpp()
-    current = _ext.cpu_isa()
-    yield
-    _ext.set_cpu_isa(current)

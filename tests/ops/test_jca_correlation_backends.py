@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 import aver_fast
 from aver_fast.ops.jca_correlation import jca_correlation_ref
 
-from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp, restore_isa  # noqa: F401
+from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp
 
 # (batch, Lx, Lj, C, D): the paper's (16, 16, 16, 512, 1024) in small, odd sizes and rectangles
 SHAPES = [((2,), 16, 16, 64, 128), ((3,), 1, 1, 8, 8), ((2,), 7, 7, 60, 33), ((1,), 33, 17, 5, 64),

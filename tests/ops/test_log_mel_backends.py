@@ -7,7 +7,7 @@ import aver_fast
 from aver_fast.ops import _registry
 from aver_fast.ops.log_mel import log_mel_ref, make_params
 
-from ._parity import DTYPES, cpu_isas, require_cpp, restore_isa  # noqa: F401
+from ._parity import DTYPES, cpu_isas, require_cpp
 
 CASES = [
     dict(),  # the paper's settings: 44.1 kHz, n_fft 1024, win 882, hop 441, 128 slaney mels, top_db 80

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 import aver_fast
 from aver_fast.ops.tlab_attention import tlab_attention_ref
 
-from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp, restore_isa  # noqa: F401
+from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp
 
 LS = [1, 7, 16, 33, 128, 257]
 DS = [8, 60, 64, 256]
