@@ -339,7 +339,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 losses.append(loss.item())
                 seen += batch["target"].shape[0] * world
                 if hasattr(progress, "set_postfix"):
-                    progress.set_postfix(loss=f"{loss.item():.3f}", win_s=f"{seen / (time.perf_counter() - t0):.1f}")
+                    progress.set_postfix(loss=f"{loss.item():.3f}", ccc=f"{1 - loss.item():.3f}",
+                                         win_s=f"{seen / (time.perf_counter() - t0):.1f}")
                 if stop_now():
                     if main:
                         save_checkpoint(prefix, model, state(epoch, b + 1))
