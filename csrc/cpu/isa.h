@@ -15,10 +15,6 @@ struct KernelTable {
   void (*tlab_forward)(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* scratch);
   void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, T* dq, T* dk,
                         T* dv, T* scratch);
-  int64_t (*jca_scratch)(int64_t Lj, int64_t D);
-  void (*jca_forward)(int64_t Lx, int64_t Lj, int64_t D, T s, const T* xw, const T* j, T* out, T* scratch);
-  void (*jca_backward)(int64_t Lx, int64_t Lj, int64_t D, T s, T* dz, const T* out, const T* xw, const T* j,
-                       T* dxw, T* dj);
   int64_t (*mel_scratch)(int64_t n_fft);
   void (*mel_block)(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T* out, T* scratch);
 };

@@ -1,5 +1,4 @@
 // Included by each isa_*.cpp after it has set AVER_ISA / AVER_VEC_BYTES and its target pragma.
-#include "jca_correlation_kernel.h"
 #include "log_mel_kernel.h"
 #include "tlab_attention_kernel.h"
 
@@ -9,8 +8,7 @@ namespace AVER_ISA {
 template <typename T>
 KernelTable<T> make_table() {
   return {&tlab_forward_scratch, &tlab_backward_scratch, &tlab_forward_problem<T>, &tlab_backward_problem<T>,
-          &jca_scratch,          &jca_forward_item<T>,   &jca_backward_item<T>,    &mel_scratch,
-          &log_mel_block<T>};
+          &mel_scratch, &log_mel_block<T>};
 }
 
 }  // namespace AVER_ISA
