@@ -15,13 +15,13 @@ from .models import MODELS
 from .train import TrainConfig
 
 
-def load_model(prefix: str) -> tuple[torch.nn.Module, TrainConfig]:
-    """A model and its training config from a checkpoint prefix (``RUN/best`` or ``RUN/last``)."""
+def load_model(prefix: str) -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """A model, its training config and the checkpoint state from a prefix (``RUN/best`` or ``RUN/last``)."""
     weights, state = load_checkpoint(prefix)
     cfg = TrainConfig(**state["config"])
     model = MODELS[cfg.fusion](cfg.model_config())
     model.load_state_dict(weights)
-    return model.eval(), cfg
+    return model.eval(), cfg, state
 
 
 def moving_average(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -78,8 +78,8 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
     split (or ``videos``)."""
     results: dict = {}
     for prefix in checkpoints:
-        model, cfg = load_model(prefix)
-        names = videos or load_checkpoint(prefix)[1]["split"]["test"]
+        model, cfg, state = load_model(prefix)
+        names = videos or state["split"]["test"]
         results[prefix] = {}
         for cond in conditions:
             condition = parse_condition(cond)

@@ -11,7 +11,7 @@ from .evaluate import load_model, predict_frames
 
 
 def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None) -> dict:
-    model, cfg = load_model(checkpoint)
+    model, cfg, _ = load_model(checkpoint)
     ds = AffWild2Dataset.from_video(video, cfg.alignment(), labels=labels)
     rec = next(iter(predict_frames(model, ds).values()))
     frames, gt = rec["frames"], rec["labels"] if labels else None
