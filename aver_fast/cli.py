@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--out", required=True, help="feature folder")
     feats.add_argument("--preset", choices=("paper", "tiny"), default="paper")
     feats.add_argument("--fusion", choices=("aver", "jca", "lf"), default="aver")
-    feats.add_argument("--backbones", help="checkpoint prefix whose backbone weights to use (default: random init)")
+    feats.add_argument("--backbones", help="checkpoint prefix whose weights to use (default: random init)")
+    feats.add_argument("--video-weights", help="torchvision-format r2plus1d_18 state dict file for the video backbone")
+    feats.add_argument("--audio-weights", help="resnet18-format state dict file (1-channel conv1) for the audio backbone")
     feats.add_argument("--stride", type=int, help="frames between windows (default: the window length; train "
                                                   "--features uses exactly the windows cached here)")
     ev = sub.add_parser("evaluate", help="CCC per condition for one or more checkpoints (markdown + JSON)")
@@ -95,14 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "extract-features":
         from .features import extract_features
         from .train import TrainConfig
-        cfg = TrainConfig(preset=args.preset, fusion=args.fusion)
-        weights = None
-        if args.backbones:
-            from .checkpoint import load_checkpoint
-            weights = load_checkpoint(args.backbones)[0]
-        model_cfg = cfg.model_config().replace(freeze_backbones=True)
+        cfg = TrainConfig(preset=args.preset, fusion=args.fusion, features="cache",
+                          video_weights=args.video_weights or "", audio_weights=args.audio_weights or "")
         try:
-            extract_features(args.data, args.out, model_cfg, cfg.alignment(args.stride), args.fusion, weights)
+            weights = None
+            if args.backbones:
+                from .checkpoint import load_checkpoint
+                weights = load_checkpoint(args.backbones)[0]
+            elif cfg.video_weights or cfg.audio_weights:
+                from .train import build_model
+                weights = build_model(cfg).state_dict()
+            extract_features(args.data, args.out, cfg.model_config(), cfg.alignment(args.stride), args.fusion,
+                             weights)
         except (ValueError, OSError) as e:
             print(f"aver-fast extract-features: {e}", file=sys.stderr)
             return 2

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,6 +55,8 @@ class TrainConfig:
     max_batches: int = 0  # cap on batches per epoch (0 = all), for quick runs
     amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)
     device: str = "auto"
+    video_weights: str = ""  # torchvision-format r2plus1d_18 state dict file for the video backbone
+    audio_weights: str = ""  # resnet18-format (1-channel conv1) state dict file for the audio backbone
 
     def __post_init__(self) -> None:
         if self.fusion not in MODELS:
@@ -231,6 +234,16 @@ def _forward(net, batch, device, features: bool) -> torch.Tensor:
     return net(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True))
 
 
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The configured model, with backbone weights loaded from files when given (nothing is downloaded)."""
+    model = MODELS[cfg.fusion](cfg.model_config())
+    if cfg.video_weights:
+        model.video_backbone.load_torchvision_weights(cfg.video_weights)
+    if cfg.audio_weights:
+        model.audio_backbone.load_torchvision_weights(cfg.audio_weights)
+    return model
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict]:
     names = [e.name for e in discover(cfg.data)]
     split = split_videos(names, seed=cfg.split_seed)
@@ -264,7 +277,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
         raise ValueError(f"data folder not found: {cfg.data!r}")
     train_set, val_set, split = build_datasets(cfg)
     torch.manual_seed(cfg.seed)
-    model = MODELS[cfg.fusion](cfg.model_config()).to(device)
+    model = build_model(cfg).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, cfg))
@@ -300,7 +313,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
 
     def on_sigint(signum, frame):  # finish the current step, then save and stop
         interrupted["flag"] = True
-    signal.signal(signal.SIGINT, on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    if in_main_thread:
+        signal.signal(signal.SIGINT, on_sigint)
 
     def stop_now() -> bool:
         """Whether any rank was interrupted (torchrun forwards Ctrl-C to every rank, not at the same instant):
@@ -363,7 +378,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 log(f"epoch {epoch + 1}: loss {record['loss']:.4f} val CCC v {metrics['valence']:.3f} "
                     f"a {metrics['arousal']:.3f} mean {metrics['mean']:.3f} (best {best['mean']:.3f})")
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
     return best
 
 

@@ -154,3 +154,19 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
     assert single["mean"] == pytest.approx(double["mean"], abs=1e-6)
     single, double = run(tmp_path / "s1", 1, 2e-3), run(tmp_path / "d1", 2, 2e-3)
     assert abs(single["mean"] - double["mean"]) < 0.15
+
+
+def test_backbone_weight_files(data, tmp_path):
+    from aver_fast.models import AVER, AVERConfig
+
+    ref = AVER(AVERConfig.tiny())
+    torch.save(ref.video_backbone.state_dict(), tmp_path / "video.pth")
+    torch.save(ref.audio_backbone.state_dict(), tmp_path / "audio.pth")
+    c = cfg(data, tmp_path / "w", video_weights=str(tmp_path / "video.pth"), audio_weights=str(tmp_path / "audio.pth"))
+    from aver_fast.train import build_model
+    model = build_model(c)
+    assert all(torch.equal(model.video_backbone.state_dict()[k], v) for k, v in ref.video_backbone.state_dict().items())
+    assert main(["extract-features", "--data", data, "--out", str(tmp_path / "f"), "--preset", "tiny",
+                 "--video-weights", str(tmp_path / "video.pth")]) == 0
+    assert main(["extract-features", "--data", data, "--out", str(tmp_path / "g"), "--preset", "tiny",
+                 "--video-weights", str(tmp_path / "audio.pth")]) == 2  # wrong file: a clear error, no crash
