@@ -31,8 +31,8 @@ def _load(root: str, videos: list[str], stride: int, condition: str = "clean", s
     return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "target", "mask")}
 
 
-def evaluate(model: torch.nn.Module, data: dict) -> dict:
-    """CCC of valence and arousal over all valid steps, and their mean."""
+def step_ccc(model: torch.nn.Module, data: dict) -> dict:
+    """CCC of valence and arousal over all valid steps of in-memory windows, and their mean."""
     model.eval()
     with torch.no_grad():
         pred = model(data["video"], data["audio"])
@@ -74,7 +74,7 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
             if (step + 1) % 50 == 0:
                 log(f"[{name}] step {step + 1}/{steps} loss {loss.item():.3f}")
         timings[name] = {"train_step_ms": 1000 * (time.perf_counter() - t0) / max(steps, 1), "batch": batch_size}
-        results[name] = {c: evaluate(model, data) for c, data in tests.items()}
+        results[name] = {c: step_ccc(model, data) for c, data in tests.items()}
         # a checkpoint that `aver-fast evaluate` / `predict` can load, and plots of the first test video
         run = TrainConfig(data=root, out=str(out / "checkpoints"), fusion=name, preset="tiny", seed=seed)
         os.makedirs(run.out, exist_ok=True)

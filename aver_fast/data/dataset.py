@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from ..ops.log_mel import log_mel
 from .alignment import AlignmentConfig, plan_window, segment_bounds, window_starts
 from .annotations import INVALID, read_va
-from .corruptions import Clip, Condition
+from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
 from .media import VIDEO_EXTS, VideoSource, abandon_inherited, find_audio_file, load_audio
 from .noise_reduction import spectral_gate
@@ -251,7 +251,7 @@ class AffWild2Dataset(Dataset):
 
     def _babble_sources(self, v: int, rng: np.random.Generator) -> list[int]:
         """Other videos whose speech is mixed in by a babble condition (this video's own if it is alone)."""
-        if not any(type(t).__name__ == "Babble" for t in self.condition.transforms):
+        if not any(isinstance(t, Babble) for t in self.condition.transforms):
             return []
         others = [u for u in range(len(self.entries)) if u != v] or [v]
         return list(rng.choice(others, size=min(3, len(others)), replace=False))

@@ -50,3 +50,10 @@ def broadcast_batch(names: Sequence[str], tensors: Sequence[torch.Tensor], tail:
     except RuntimeError:
         shapes = ", ".join(f"{n}{tuple(t.shape)}" for n, t in zip(names, tensors))
         raise ValueError(f"batch dimensions do not broadcast: {shapes}") from None
+
+
+def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """float16/bfloat16 tensors as float32 (the references compute in float32 and cast the result back)."""
+    if ts[0].dtype in (torch.float16, torch.bfloat16):
+        return tuple(t.float() for t in ts)
+    return ts

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _ext, _registry
-from ._validation import check_same, check_scale, check_tensor
-from .tlab_attention import _upcast
+from ._validation import check_same, check_scale, check_tensor, upcast_half
 
 OP = "jca_correlation"
 
@@ -20,7 +19,7 @@ def jca_correlation_ref(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale
     float16/bfloat16 inputs are computed in float32.
     """
     s = w.shape[-1] ** -0.5 if scale is None else scale
-    xc, wc, jc = _upcast(x, w, j)
+    xc, wc, jc = upcast_half(x, w, j)
     return torch.tanh(torch.matmul(torch.matmul(xc, wc), jc.transpose(-1, -2)) * s).to(x.dtype)
 
 

@@ -8,16 +8,9 @@ from __future__ import annotations
 import torch
 
 from . import _ext, _registry
-from ._validation import check_same, check_scale, check_tensor
+from ._validation import check_same, check_scale, check_tensor, upcast_half
 
 OP = "tlab_attention"
-
-
-def _upcast(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """float16/bfloat16 are computed in float32 (the result is cast back by the caller)."""
-    if ts[0].dtype in (torch.float16, torch.bfloat16):
-        return tuple(t.float() for t in ts)
-    return ts
 
 
 def tlab_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -27,7 +20,7 @@ def tlab_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     float16/bfloat16 inputs are computed in float32.
     """
     s = q.shape[-1] ** -0.5 if scale is None else scale
-    qc, kc, vc = _upcast(q, k, v)
+    qc, kc, vc = upcast_half(q, k, v)
     scores = torch.matmul(qc, kc.transpose(-1, -2)) * s  # (..., L, L)
     a_g = torch.softmax(scores, dim=-1)
     a_l = torch.softmax(scores.transpose(-1, -2), dim=-1)
