@@ -37,13 +37,14 @@ def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int 
     """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
     sub-sequence ends at or after it), the labels and per-step (pred, target, mask)."""
     cfg = ds.config
+    entries = {e.name: e for e in ds.entries}
     out: dict = {}
     with torch.no_grad():
         for k0 in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
             pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]))
             for it, p in zip(items, pred):
-                e = next(e for e in ds.entries if e.name == it["video_name"])
+                e = entries[it["video_name"]]
                 rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
                                               "labels": torch.from_numpy(e.labels), "steps": []})
                 for s in range(cfg.steps):

@@ -25,13 +25,18 @@ LONG_MAX_D = 256  # the long path keeps a full row of D on chip
 
 # ----------------------------------------------------------------------------------------------- short sequences
 @triton.jit
+def _tile(base, offs_l, offs_d, d0, L, D):
+    """Offsets and mask of the (all rows, columns d0 + offs_d) tile of one (L, D) problem at ``base``."""
+    return base + offs_l[:, None] * D + d0 + offs_d[None, :], (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
+
+
+@triton.jit
 def _scores(Q, K, base, L, D, scale, offs_l, offs_d, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
             DOT: tl.constexpr):
     """S = scale Q Kᵀ for one problem, (BLOCK_L, BLOCK_L) in float32 (rows/cols >= L are zero)."""
     s = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
-        m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-        ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+        ptr, m = _tile(base, offs_l, offs_d, d0, L, D)
         q = tl.load(Q + ptr, mask=m, other=0.0)
         k = tl.load(K + ptr, mask=m, other=0.0)
         s += dot(q, tl.trans(k), DOT)
@@ -68,8 +73,7 @@ def _tlab_fwd_short(Q, K, V, O, N, L, D, scale, PROBLEMS: tl.constexpr, BLOCK_L:
             a_g = a_g.to(dt)
             p_t = tl.trans(p).to(dt)
             for d0 in range(0, D, BLOCK_D):
-                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                ptr, m = _tile(base, offs_l, offs_d, d0, L, D)
                 v = tl.load(V + ptr, mask=m, other=0.0)
                 u = dot(p_t, v, DOT)  # U = A_L V
                 o = dot(a_g, u.to(dt), DOT)  # O = A_G U
@@ -92,8 +96,7 @@ def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, PROBLEMS: tl.conste
             d_ag = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # dA_G
             d_pt = tl.zeros((BLOCK_L, BLOCK_L), dtype=tl.float32)  # d_pt[j, i] = dA_L[i, j]
             for d0 in range(0, D, BLOCK_D):
-                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                ptr, m = _tile(base, offs_l, offs_d, d0, L, D)
                 v = tl.load(V + ptr, mask=m, other=0.0)
                 go = tl.load(GO + ptr, mask=m, other=0.0)
                 u = dot(tl.trans(p).to(dt), v, DOT)
@@ -105,8 +108,7 @@ def _tlab_bwd_short(Q, K, V, GO, DQ, DK, DV, N, L, D, scale, PROBLEMS: tl.conste
                 p * (d_pt - tl.sum(d_pt * p, axis=0)[None, :])
             ds = tl.where(valid[:, None] & valid[None, :], ds * scale, 0.0).to(dt)
             for d0 in range(0, D, BLOCK_D):
-                m = (offs_l[:, None] < L) & (d0 + offs_d[None, :] < D)
-                ptr = base + offs_l[:, None] * D + d0 + offs_d[None, :]
+                ptr, m = _tile(base, offs_l, offs_d, d0, L, D)
                 q = tl.load(Q + ptr, mask=m, other=0.0)
                 k = tl.load(K + ptr, mask=m, other=0.0)
                 tl.store(DQ + ptr, dot(ds, k, DOT).to(DQ.dtype.element_ty), mask=m)

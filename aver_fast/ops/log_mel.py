@@ -84,20 +84,15 @@ class MelParams:
     norm: str | None
     top_db: float | None
 
-    @property
-    def n_freqs(self) -> int:
-        return self.n_fft // 2 + 1
-
-    def num_frames(self, samples: int) -> int:
-        return 1 + samples // self.hop_length if self.center else 1 + (samples - self.n_fft) // self.hop_length
-
     def filterbank(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
         fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.mel_scale,
                             self.norm)
         return fb.to(dtype=dtype, device=device)
 
-    def window(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
-        return torch.hann_window(self.win_length, periodic=True, dtype=dtype, device=device)
+
+def num_frames(samples: int, n_fft: int, hop_length: int, center: bool) -> int:
+    """Frames of a ``samples``-long waveform (the shape rule every backend follows)."""
+    return 1 + samples // hop_length if center else 1 + (samples - n_fft) // hop_length
 
 
 def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882, hop_length: int = 441,
@@ -228,8 +223,8 @@ if _ext.LOADED:
     @torch.library.register_fake("aver_fast::log_mel")
     def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
         n, n_fft = waveform.shape[-1], window.shape[0]
-        frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
-        return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
+        return waveform.new_empty((waveform.shape[0], filterbank.shape[1],
+                                   num_frames(n, n_fft, hop_length, center)))
 
 
 def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
@@ -283,8 +278,7 @@ def _triton_basis(window: torch.Tensor):
 @_triton_forward.register_fake
 def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
     n, n_fft = waveform.shape[-1], window.shape[0]
-    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
-    return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
+    return waveform.new_empty((waveform.shape[0], filterbank.shape[1], num_frames(n, n_fft, hop_length, center)))
 
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
