@@ -1,57 +1,287 @@
-"""Checkpoints: weights as safetensors, optimizer/scheduler/RNG state beside them, both written atomically and
-tied by an id, so a crash mid-save never leaves a checkpoint that loads inconsistently."""
+"""Checkpoints that cannot run code when loaded and cannot be lost to a crash.
+
+A checkpoint is one directory, ``RUN/.checkpoints/<name>-<id>/``, holding
+
+* ``model.safetensors`` (weights), ``state.safetensors`` (every tensor of the training state: optimizer, RNG),
+* ``meta.json`` (the rest of the state: config, split, progress, history; tensors referenced by key),
+* ``manifest.json`` (format version and the SHA-256 of each file above).
+
+Nothing in it can carry code (no pickle). A save writes the directory under a temporary name, fsyncs every file
+and the directory, renames it, then switches the symlink ``RUN/<name>`` (``RUN/last``, ``RUN/best``) to it
+atomically; a crash at any instant leaves ``RUN/<name>`` pointing at the old or the new checkpoint, both complete.
+Loading verifies every checksum and names the damaged file. :func:`remove_stale` clears what a crash left behind.
+
+Checkpoints of aver_fast 0.1 (``RUN/last.safetensors`` + ``RUN/last.state.pt``, a pickle) are refused unless the
+user opts in with ``AVER_FAST_TRUST_PICKLE=1``; the next save writes the new format.
+"""
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
+import json
 import os
 import random
+import shutil
 import uuid
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
+
+FORMAT = 1
+STORE = ".checkpoints"  # RUN/.checkpoints/<name>-<id>/ holds the checkpoint directories
+MANIFEST = "manifest.json"
+FILES = ("model.safetensors", "state.safetensors", "meta.json")
+TRUST_PICKLE_ENV = "AVER_FAST_TRUST_PICKLE"
+_TMP = ".tmp-"  # prefix (directories) and infix (links, legacy files) of a save in progress
 
 
-def _atomic(path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written or read; the message names the file and the problem."""
 
 
+# ---------------------------------------------------------------------------------------------------- RNG state
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    np.random.set_state(tuple(state["numpy"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(prefix: str, model: torch.nn.Module, state: dict) -> None:
-    """``prefix.safetensors`` (weights) and ``prefix.state.pt`` (``state`` + RNG), each replaced atomically."""
-    ckpt_id = uuid.uuid4().hex
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic(prefix + ".safetensors", lambda p: save_file(tensors, p, metadata={"id": ckpt_id}))
-    full = dict(state, id=ckpt_id, rng=rng_state())
-    _atomic(prefix + ".state.pt", lambda p: torch.save(full, p))
+# -------------------------------------------------- state <-> (JSON skeleton, tensors); no type can carry code
+def _encode(obj, tensors: dict):
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"$tensor": key}
+    if isinstance(obj, np.ndarray):
+        key = f"t{len(tensors)}"
+        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind == "u" else obj).clone()
+        return {"$ndarray": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {"$tuple": [_encode(x, tensors) for x in obj]}
+    if isinstance(obj, list):
+        return [_encode(x, tensors) for x in obj]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in obj):
+            return {k: _encode(v, tensors) for k, v in obj.items()}
+        return {"$items": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"checkpoint state cannot hold a {type(obj).__name__}")
 
 
-def load_checkpoint(prefix: str) -> tuple[dict, dict]:
-    """``(weights, state)``; raises ``ValueError`` naming the files when they are missing or do not belong
-    together."""
+def _decode(obj, tensors: dict):
+    if isinstance(obj, list):
+        return [_decode(x, tensors) for x in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "$tensor" in obj:
+        return tensors[obj["$tensor"]]
+    if "$ndarray" in obj:
+        return tensors[obj["$ndarray"]].numpy().astype(obj["dtype"])
+    if "$tuple" in obj:
+        return tuple(_decode(x, tensors) for x in obj["$tuple"])
+    if "$items" in obj:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["$items"]}
+    return {k: _decode(v, tensors) for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------------------------------------------- saving
+def _mount_point(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _switch_link(link: str, target: str) -> None:
+    """Point the symlink ``link`` at ``target`` (relative to its folder) in one atomic rename."""
+    tmp = f"{link}{_TMP}{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(os.path.dirname(link))
+
+
+def _referenced(run: str) -> set[str]:
+    """Checkpoint directories (real paths) that a symlink in ``run`` points at."""
+    out = set()
+    for entry in os.scandir(run):
+        if entry.is_symlink():
+            out.add(os.path.realpath(entry.path))
+    return out
+
+
+def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
+    """Write ``model``'s weights and ``state`` (plus the RNG state) as the checkpoint ``path`` (e.g. ``RUN/last``).
+
+    Returns the checkpoint directory. Raises :class:`CheckpointError` naming the file (and, when the disk is full,
+    the filesystem) if it cannot be written; the previous checkpoint of that name is then untouched.
+    """
+    path = os.path.abspath(path)
+    run, name = os.path.split(path)
+    if os.path.exists(path) and not os.path.islink(path):
+        raise CheckpointError(f"{path} exists and is not a checkpoint link; move it away or save elsewhere")
+    store = os.path.join(run, STORE)
+    ckpt_id = uuid.uuid4().hex[:12]
+    tmp = os.path.join(store, f"{_TMP}{name}-{os.getpid()}-{ckpt_id}")
+    final = os.path.join(store, f"{name}-{ckpt_id}")
+    current = tmp
+    try:
+        os.makedirs(tmp)
+        tensors: dict = {}
+        meta = {"format": FORMAT, "state": _encode(dict(state, rng=rng_state()), tensors)}
+        blobs = {
+            "model.safetensors": save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                                              metadata={"format": str(FORMAT)}),
+            "state.safetensors": save_tensors(tensors),
+            "meta.json": json.dumps(meta).encode(),
+        }
+        manifest = {"format": FORMAT, "files": {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()}}
+        blobs[MANIFEST] = json.dumps(manifest, indent=1).encode()
+        for fname, data in blobs.items():
+            current = os.path.join(tmp, fname)
+            _write_file(current, data)
+        current = tmp
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(store)
+        current = path
+        old = os.path.realpath(path) if os.path.islink(path) else None
+        _switch_link(path, os.path.join(STORE, os.path.basename(final)))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise CheckpointError(f"no space left on device {_mount_point(run)} while writing {current}") from None
+        raise CheckpointError(f"cannot write checkpoint file {current}: {e.strerror or e}") from None
+    if old and old not in _referenced(run):
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def remove_stale(run: str) -> list[str]:
+    """Remove what interrupted saves left in ``run``: temporary directories, links and files, and checkpoint
+    directories no link points at. Returns the removed paths. Call it when no other process saves there."""
+    if not os.path.isdir(run):
+        return []
+    removed = []
+    store = os.path.join(run, STORE)
+    referenced = _referenced(run)
+    for entry in sorted(glob.glob(os.path.join(store, "*")) + glob.glob(os.path.join(store, ".tmp-*"))):
+        if os.path.realpath(entry) not in referenced:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    for entry in glob.glob(os.path.join(run, f"*{_TMP}*")):  # link temporaries, 0.1-format file temporaries
+        if os.path.islink(entry) or os.path.isfile(entry):
+            os.remove(entry)
+            removed.append(entry)
+    return removed
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(directory: str) -> None:
+    """Check ``directory``'s manifest and every file's checksum (streamed: a large checkpoint is never held twice
+    in memory); raise :class:`CheckpointError` naming the first damaged or missing file."""
+    mpath = os.path.join(directory, MANIFEST)
+    try:
+        with open(mpath, "rb") as f:
+            manifest = json.loads(f.read())
+        files = manifest["files"]
+        assert isinstance(files, dict) and manifest["format"] == FORMAT
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a checkpoint: {MANIFEST} not found") from None
+    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+        raise CheckpointError(f"{mpath} is damaged or of an unknown format (format {FORMAT} expected)") from None
+    missing = [f for f in FILES if f not in files]
+    if missing:
+        raise CheckpointError(f"{mpath} does not list {missing}: damaged checkpoint")
+    for fname in FILES:
+        fpath = os.path.join(directory, fname)
+        try:
+            digest = _sha256(fpath)
+        except OSError as e:
+            raise CheckpointError(f"cannot read checkpoint file {fpath}: {e.strerror or e}") from None
+        if digest != files[fname]:
+            raise CheckpointError(f"{fpath} is damaged: its checksum differs from {MANIFEST} "
+                                  f"({os.path.getsize(fpath)} bytes)")
+
+
+def _load_legacy(prefix: str) -> tuple[dict, dict]:
+    """aver_fast 0.1 checkpoints: ``prefix.safetensors`` + ``prefix.state.pt`` (a pickle: only with the opt-in)."""
     wpath, spath = prefix + ".safetensors", prefix + ".state.pt"
     for p in (wpath, spath):
         if not os.path.isfile(p):
-            raise ValueError(f"checkpoint file not found: {p}")
+            raise CheckpointError(f"checkpoint file not found: {p}")
+    if os.environ.get(TRUST_PICKLE_ENV) != "1":
+        raise CheckpointError(f"{spath} is an old-format checkpoint stored as a pickle, which can run code when "
+                              f"loaded; if you trust its origin, load it once with {TRUST_PICKLE_ENV}=1 (training "
+                              f"with --resume then saves it in the safe format)")
     from safetensors import safe_open
 
-    with safe_open(wpath, "pt") as f:
-        wid = (f.metadata() or {}).get("id")
-    state = torch.load(spath, map_location="cpu", weights_only=False)
-    if wid != state.get("id"):
-        raise ValueError(f"{wpath} and {spath} are from different saves (interrupted write?)")
-    return load_file(wpath), state
+    try:
+        with safe_open(wpath, "pt") as f:
+            wid = (f.metadata() or {}).get("id")
+        state = torch.load(spath, map_location="cpu", weights_only=False)
+        weights = load_file(wpath)
+    except Exception as e:  # any damage: one line, no traceback
+        raise CheckpointError(f"cannot read old-format checkpoint {prefix}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or wid != state.get("id"):
+        raise CheckpointError(f"{wpath} and {spath} are from different saves (interrupted write?)")
+    return weights, state
+
+
+def load_checkpoint(path: str) -> tuple[dict, dict]:
+    """``(weights, state)`` of the checkpoint ``path`` (``RUN/last``, ``RUN/best`` or a checkpoint directory).
+
+    Never unpickles (see the module docstring for 0.1-format files). Raises :class:`CheckpointError` naming the
+    missing or damaged file.
+    """
+    path = str(path).rstrip(os.sep)
+    if os.path.isdir(path):
+        _verify(path)
+        try:
+            weights = load_file(os.path.join(path, "model.safetensors"))
+            tensors = load_file(os.path.join(path, "state.safetensors"))
+            with open(os.path.join(path, "meta.json"), "rb") as f:
+                state = _decode(json.loads(f.read())["state"], tensors)
+        except Exception as e:  # checksums matched, so this is a file written by something else
+            raise CheckpointError(f"{path}: unreadable checkpoint contents ({type(e).__name__}: {e})") from None
+        return weights, state
+    if os.path.islink(path):
+        raise CheckpointError(f"{path} points at {os.readlink(path)}, which does not exist")
+    if os.path.isfile(path + ".safetensors") or os.path.isfile(path + ".state.pt"):
+        return _load_legacy(path)
+    raise CheckpointError(f"checkpoint not found: {path} (no checkpoint directory or link there)")

@@ -33,9 +33,15 @@ def moving_average(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool1d(F.pad(x.reshape(1, 1, -1), (left, right), mode=mode), size, stride=1).reshape(-1)
 
 
-def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = 8) -> dict:
+BATCH_SIZE = 2  # windows per forward pass in evaluate/predict: peak memory grows with it, not with video length
+
+
+def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE) -> dict:
     """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
-    sub-sequence ends at or after it), the labels and per-step (pred, target, mask)."""
+    sub-sequence ends at or after it), the labels and per-step (pred, target, mask). Windows are read and run
+    ``batch_size`` at a time, so peak memory does not depend on the video's length."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg = ds.config
     entries = {e.name: e for e in ds.entries}
     out: dict = {}
@@ -74,18 +80,23 @@ def score(preds: dict, post: bool) -> dict:
 
 
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
-             conditions: tuple[str, ...] = ("clean",), seed: int = 0, log=print) -> dict:
+             conditions: tuple[str, ...] = ("clean",), seed: int = 0, batch_size: int = BATCH_SIZE,
+             log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "params": [...]}}}`` on the checkpoints' test
     split (or ``videos``)."""
     results: dict = {}
     for prefix in checkpoints:
         model, cfg, state = load_model(prefix)
         names = videos or state["split"]["test"]
+        if not names:
+            sizes = ", ".join(f"{k} {len(v)}" for k, v in state["split"].items())
+            raise ValueError(f"{prefix}: its test split is empty (videos per split: {sizes}); choose videos with "
+                             "--videos")
         results[prefix] = {}
         for cond in conditions:
             condition = parse_condition(cond)
             ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed)
-            preds = predict_frames(model, ds)
+            preds = predict_frames(model, ds, batch_size)
             results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True),
                                      "params": condition.params}
             r = results[prefix][cond]

@@ -21,7 +21,7 @@ def _valid_mask(target: torch.Tensor, mask: torch.Tensor | None, ignore_value: f
         except RuntimeError:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not broadcast to target shape "
                              f"{tuple(target.shape)}") from None
-    return valid & torch.isfinite(target)
+    return valid
 
 
 def ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, dim: int | tuple[int, ...] = -1,
@@ -29,7 +29,8 @@ def ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = No
     """Concordance correlation ``2 s_xy / (s_x² + s_y² + (x̄ - ȳ)²)`` along ``dim`` (population statistics).
 
     Frames where ``mask`` is False, or where ``target == ignore_value`` (Aff-Wild2's ``-5``), are excluded.
-    Returns NaN where no valid frame remains. ``pred`` and ``target`` have the same shape.
+    Returns NaN where no valid frame remains, and where a valid frame of ``pred`` or ``target`` is NaN or infinite.
+    ``pred`` and ``target`` have the same shape.
     """
     check_tensor("pred", pred)
     check_tensor("target", target)
@@ -58,7 +59,8 @@ class CCCLoss(nn.Module):
 
     ``pred``/``target`` are ``(..., 2)`` ([valence, arousal] last); the CCC of each dimension is taken over all
     other axes flattened (the whole batch, as in the paper's code). Masked and ``-5`` frames are excluded; a
-    dimension with no valid frame contributes a CCC of 0 (with zero gradient) instead of NaN.
+    dimension with no valid frame contributes a CCC of 0 (with zero gradient). A non-finite prediction or target
+    on a valid frame makes the loss NaN (training stops or skips on it), never a finite-looking value.
     """
 
     def __init__(self, ignore_value: float | None = INVALID_LABEL) -> None:
@@ -78,5 +80,6 @@ class CCCLoss(nn.Module):
                 mask = mask.unsqueeze(-1)
             m = mask.expand_as(pred).reshape(-1, 2).t()
         c = ccc(p, t, m, dim=-1, ignore_value=self.ignore_value)
-        c = torch.nan_to_num(c, nan=0.0)
+        has_valid = _valid_mask(t, m, self.ignore_value).any(dim=-1)
+        c = torch.where(has_valid, c, torch.zeros_like(c))
         return 1.0 - c.mean()

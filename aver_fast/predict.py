@@ -7,13 +7,16 @@ import os
 import torch
 
 from .data import AffWild2Dataset
-from .evaluate import load_model, predict_frames
+from .evaluate import BATCH_SIZE, load_model, predict_frames
 
 
-def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None) -> dict:
+def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None,
+                  batch_size: int = BATCH_SIZE) -> dict:
+    """Write ``out/<name>.csv`` (frame, time_s, valence, arousal) and the two plots; ``batch_size`` windows run at
+    once (peak memory grows with it, not with the video's length)."""
     model, cfg, _ = load_model(checkpoint)
     ds = AffWild2Dataset.from_video(video, cfg.alignment(), labels=labels)
-    rec = next(iter(predict_frames(model, ds).values()))
+    rec = next(iter(predict_frames(model, ds, batch_size).values()))
     frames, gt = rec["frames"], rec["labels"] if labels else None
     os.makedirs(out, exist_ok=True)
     name = ds.entries[0].name

@@ -17,13 +17,14 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, remove_stale, save_checkpoint, set_rng_state
 from .data import AffWild2Dataset, AlignmentConfig, discover, split_videos
 from .metrics import CCCLoss, ccc
 from .models import MODELS, AVERConfig
@@ -57,12 +58,15 @@ class TrainConfig:
     device: str = "auto"
     video_weights: str = ""  # torchvision-format r2plus1d_18 state dict file for the video backbone
     audio_weights: str = ""  # resnet18-format (1-channel conv1) state dict file for the audio backbone
+    on_nonfinite: str = "stop"  # a non-finite loss or gradient: "stop" (exit 3) or "skip" the batch
 
     def __post_init__(self) -> None:
         if self.fusion not in MODELS:
             raise ValueError(f"fusion must be one of {sorted(MODELS)}, got {self.fusion!r}")
         if self.preset not in ("paper", "tiny"):
             raise ValueError(f"preset must be 'paper' or 'tiny', got {self.preset!r}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         for name in ("epochs", "batch_size", "train_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -267,12 +271,29 @@ def check_writable(path: str) -> None:
         raise ValueError(f"output folder {path} is not writable: {e}") from None
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
-    """Train ``cfg`` and return the best validation metrics; see the module docstring."""
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient, weight or validation score (``on_nonfinite="stop"``)."""
+
+
+def _nonfinite(loss: torch.Tensor, params: list[torch.Tensor]) -> str | None:
+    """Why this step cannot be applied (non-finite loss or gradient), or None."""
+    if not torch.isfinite(loss):
+        return f"the loss is {loss.item()}"
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        return "a gradient is not finite"
+    return None
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
+    """Train ``cfg`` and return the best validation metrics (None if no epoch finished); see the module
+    docstring. Raises :class:`TrainingDiverged` on a non-finite loss or gradient unless ``on_nonfinite="skip"``."""
     rank, world = _distributed()
     device = _device(cfg, rank)
     main = rank == 0
     check_writable(cfg.out)  # every failure below happens before any training
+    if main:
+        remove_stale(cfg.out)
     if not cfg.data or not os.path.isdir(cfg.data):
         raise ValueError(f"data folder not found: {cfg.data!r}")
     train_set, val_set, split = build_datasets(cfg)
@@ -281,17 +302,19 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, cfg))
-    start_epoch, start_batch, best, history = 0, 0, {"mean": -math.inf}, []
+    start_epoch, start_batch, best, history = 0, 0, None, []
+    stats = _new_stats()  # the epoch so far: survives a mid-epoch resume, so the log covers the whole epoch
     prefix = os.path.join(cfg.out, "last")
     if resume:
         weights, state = load_checkpoint(prefix)
         if state["arch"] != [cfg.fusion, dataclasses.asdict(cfg.model_config())]:
-            raise ValueError(f"{prefix}.state.pt is a checkpoint of another architecture ({state['arch'][0]}, "
+            raise ValueError(f"{prefix} is a checkpoint of another architecture ({state['arch'][0]}, "
                              f"preset settings differ); resume with the config it was trained with")
         model.load_state_dict(weights)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, start_batch, best, history = state["epoch"], state["batch"], state["best"], state["history"]
+        stats = state.get("stats", stats) if start_batch else stats
         set_rng_state(state["rng"])
         if main:
             log(f"resumed {prefix} at epoch {start_epoch + 1}, batch {start_batch}")
@@ -317,26 +340,34 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     if in_main_thread:
         signal.signal(signal.SIGINT, on_sigint)
 
-    def stop_now() -> bool:
-        """Whether any rank was interrupted (torchrun forwards Ctrl-C to every rank, not at the same instant):
-        all ranks stop after the same step, so none waits in a collective for the others."""
+    def any_rank(*flags: bool) -> list[bool]:
+        """Each flag OR-ed over the ranks (torchrun forwards Ctrl-C to every rank, not at the same instant; one
+        rank's loss may be non-finite): all ranks take the same decision after the same step, so none waits in a
+        collective for the others."""
         if world == 1:
-            return interrupted["flag"]
-        flag = torch.tensor([float(interrupted["flag"])], device=device if device.type == "cuda" else "cpu")
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+            return list(flags)
+        t = torch.tensor([float(f) for f in flags], device=device if device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(x) for x in t.tolist()]
 
     def state(epoch: int, batch: int) -> dict:
         return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "batch": batch,
                 "best": best, "history": history, "config": dataclasses.asdict(cfg), "split": split,
-                "arch": [cfg.fusion, dataclasses.asdict(cfg.model_config())]}
+                "arch": [cfg.fusion, dataclasses.asdict(cfg.model_config())], "stats": stats}
+
+    def diverged(epoch: int, step: int, why: str) -> TrainingDiverged:
+        kept = f"the last finite checkpoint {prefix} is kept" if os.path.lexists(prefix) else "nothing was saved"
+        return TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step}: {why}; {kept}. Lower the "
+                                f"learning rate, or --set on_nonfinite=skip to skip such batches")
 
     log_path = os.path.join(cfg.out, "log.jsonl")
     try:
         for epoch in range(start_epoch, cfg.epochs):
             sampler.epoch, sampler.skip = epoch, (start_batch * per_rank_batch if epoch == start_epoch else 0)
             net.train()
-            t0, seen, losses = time.perf_counter(), 0, []
+            t0, seen = time.perf_counter(), 0
+            if epoch != start_epoch:
+                stats = _new_stats()
             batches = iter(train_loader)
             first = start_batch if epoch == start_epoch else 0
             total = len(train_loader) + first
@@ -350,37 +381,62 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
                 loss = loss_fn(pred.float(), batch["target"].to(device), batch["mask"].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
-                losses.append(loss.item())
+                why = _nonfinite(loss, params)
+                stop, bad = any_rank(interrupted["flag"], why is not None)
+                if bad:
+                    if cfg.on_nonfinite == "stop":
+                        raise diverged(epoch, b + 1, why or "another rank's loss or gradient is not finite")
+                    opt.zero_grad(set_to_none=True)
+                    stats["skipped"] += 1
+                else:
+                    opt.step()
+                    stats["loss_sum"] += loss.item()
+                    stats["batches"] += 1
                 seen += batch["target"].shape[0] * world
                 if hasattr(progress, "set_postfix"):
                     progress.set_postfix(loss=f"{loss.item():.3f}", ccc=f"{1 - loss.item():.3f}",
-                                         win_s=f"{seen / (time.perf_counter() - t0):.1f}")
-                if stop_now():
+                                         skipped=stats["skipped"], win_s=f"{seen / (time.perf_counter() - t0):.1f}")
+                if stop:
                     if main:
                         save_checkpoint(prefix, model, state(epoch, b + 1))
                         log(f"interrupted: saved {prefix}; continue with --resume")
                     raise KeyboardInterrupt
-            sched.step()
+            with warnings.catch_warnings():  # an epoch resumed at its end (or all skipped) ran no optimizer step
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before")
+                sched.step()
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise diverged(epoch, total, "a weight is not finite after the epoch")
             metrics = run_epoch_eval(OnFeatures(model) if cfg.features else model, val_loader, device, world,
                                      bool(cfg.features))
-            record = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "lr": opt.param_groups[0]["lr"],
+            if not math.isfinite(metrics["mean"]) and cfg.on_nonfinite == "stop":
+                raise diverged(epoch, total, f"the validation CCC is {metrics['mean']}")
+            record = {"epoch": epoch + 1,
+                      "loss": stats["loss_sum"] / stats["batches"] if stats["batches"] else None,
+                      "batches": stats["batches"], "skipped": stats["skipped"], "lr": opt.param_groups[0]["lr"],
                       "val": metrics, "windows_per_s": seen / (time.perf_counter() - t0)}
             history.append(record)
-            if metrics["mean"] > best["mean"]:
-                best = dict(metrics, epoch=epoch + 1)
-                if main:
-                    save_checkpoint(os.path.join(cfg.out, "best"), model, state(epoch + 1, 0))
+            if best is None or metrics["mean"] > best["mean"]:
+                if math.isfinite(metrics["mean"]):
+                    best = dict(metrics, epoch=epoch + 1)
+                    if main:
+                        save_checkpoint(os.path.join(cfg.out, "best"), model, state(epoch + 1, 0))
             if main:
                 save_checkpoint(prefix, model, state(epoch + 1, 0))
                 with open(log_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
-                log(f"epoch {epoch + 1}: loss {record['loss']:.4f} val CCC v {metrics['valence']:.3f} "
-                    f"a {metrics['arousal']:.3f} mean {metrics['mean']:.3f} (best {best['mean']:.3f})")
+                loss_text = "n/a" if record["loss"] is None else f"{record['loss']:.4f}"
+                log(f"epoch {epoch + 1}: loss {loss_text} val CCC v {metrics['valence']:.3f} "
+                    f"a {metrics['arousal']:.3f} mean {metrics['mean']:.3f} "
+                    f"(best {best['mean'] if best else float('nan'):.3f})"
+                    + (f", {stats['skipped']} non-finite batches skipped" if stats["skipped"] else ""))
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
     return best
+
+
+def _new_stats() -> dict:
+    return {"loss_sum": 0.0, "batches": 0, "skipped": 0}
 
 
 def _progress(iterable, enabled: bool, desc: str):
@@ -416,17 +472,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return load_config(args.config, args.set, **values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aver-fast train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """``aver-fast train``: exit 0 (prints the best metrics as JSON), 2 on bad input or an unusable checkpoint,
+    3 when training diverged, 130 on Ctrl-C (after saving a resumable checkpoint)."""
     try:
         cfg = config_from_args(args)
         best = train(cfg, resume=args.resume)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         print(f"aver-fast train: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"aver-fast train: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     finally:
@@ -434,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
     print(json.dumps({"best": best}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aver-fast train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

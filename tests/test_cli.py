@@ -14,7 +14,7 @@ def test_demo_trains_on_synthetic_files_and_writes_results(tmp_path, capsys):
         assert set(r) == {"clean", "babble-5db", "occlusion", "dual"}
         assert set(r["clean"]) == {"valence", "arousal", "mean"}
     assert "test CCC" in capsys.readouterr().out
-    assert (tmp_path / "checkpoints" / "aver.safetensors").is_file()
+    assert (tmp_path / "checkpoints" / "aver" / "model.safetensors").is_file()
     assert len(list((tmp_path / "plots").glob("aver_*_trace.png"))) == 1
     assert main(["evaluate", str(tmp_path / "checkpoints" / "lf"), "--data", str(tmp_path / "data"),
                  "--out", str(tmp_path / "eval")]) == 0  # demo checkpoints load like trained ones

@@ -1,6 +1,7 @@
 """The main job: training (config, schedule, checkpoints, bit-exact resume, Ctrl-C), features, evaluate, predict,
 bad input, and DistributedDataParallel with 2 gloo processes against a single process."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -8,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from aver_fast.checkpoint import load_checkpoint
 from aver_fast.cli import main
@@ -56,15 +56,18 @@ def test_training_logs_checkpoints_and_resume_is_bit_exact(data, tmp_path):
     full = train(cfg(data, tmp_path / "full"))
     log = [json.loads(line) for line in open(tmp_path / "full" / "log.jsonl")]
     assert [r["epoch"] for r in log] == [1, 2] and all("val" in r for r in log)
-    assert full["epoch"] in (1, 2) and os.path.isfile(tmp_path / "full" / "best.safetensors")
+    assert full["epoch"] in (1, 2) and os.path.isfile(tmp_path / "full" / "best" / "model.safetensors")
     train(cfg(data, tmp_path / "split", epochs=1))
     train(cfg(data, tmp_path / "split", epochs=2), resume=True)
-    a = load_file(str(tmp_path / "full" / "last.safetensors"))
-    b = load_file(str(tmp_path / "split" / "last.safetensors"))
+    a = load_checkpoint(str(tmp_path / "full" / "last"))[0]
+    b = load_checkpoint(str(tmp_path / "split" / "last"))[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("at", [2, 3], ids=["mid-epoch", "epoch-end"])
+def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
+    """Ctrl-C during step ``at`` of 3: a resumable checkpoint; after --resume, weights and the log (the epoch's loss
+    over all its batches, not only those after resuming) equal an uninterrupted run's."""
     import aver_fast.train as T
 
     original = T._forward
@@ -72,27 +75,75 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch):
 
     def interrupting_forward(model, batch, device, features):
         calls["n"] += 1
-        if calls["n"] == 2 and model.training:
-            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during the second step
+        if calls["n"] == at and model.training:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during this step
         return original(model, batch, device, features)
     monkeypatch.setattr(T, "_forward", interrupting_forward)
     with pytest.raises(KeyboardInterrupt):
         train(cfg(data, tmp_path / "int"))
     _, state = load_checkpoint(str(tmp_path / "int" / "last"))
-    assert (state["epoch"], state["batch"]) == (0, 2)
+    assert (state["epoch"], state["batch"]) == (0, at)
     monkeypatch.setattr(T, "_forward", original)
     train(cfg(data, tmp_path / "int"), resume=True)
     train(cfg(data, tmp_path / "ref"))
-    a = load_file(str(tmp_path / "int" / "last.safetensors"))
-    b = load_file(str(tmp_path / "ref" / "last.safetensors"))
+    a = load_checkpoint(str(tmp_path / "int" / "last"))[0]
+    b = load_checkpoint(str(tmp_path / "ref" / "last"))[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [[json.loads(line) for line in open(tmp_path / run / "log.jsonl")] for run in ("int", "ref")]
+    for got, want in zip(*logs):
+        assert (got["loss"], got["batches"], got["skipped"]) == (want["loss"], 3, 0)
+
+
+def nan_at(monkeypatch, step: int) -> None:
+    """Training step ``step`` (counted over the run) predicts NaN, as a diverged model would."""
+    import aver_fast.train as T
+
+    original, calls = T._forward, {"n": 0}
+
+    def forward(model, batch, device, features):
+        out = original(model, batch, device, features)
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] == step:
+                return out * float("nan")
+        return out
+    monkeypatch.setattr(T, "_forward", forward)
+
+
+def test_divergence_stops_and_keeps_the_last_finite_checkpoint(data, tmp_path, monkeypatch):
+    from aver_fast.train import TrainingDiverged
+
+    nan_at(monkeypatch, 5)  # epoch 2, step 2
+    with pytest.raises(TrainingDiverged, match="diverged at epoch 2, step 2: the loss is nan.*last finite checkpoint"):
+        train(cfg(data, tmp_path / "run"))
+    weights, state = load_checkpoint(str(tmp_path / "run" / "last"))
+    assert state["epoch"] == 1 and all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_divergence_skip_mode_skips_and_counts(data, tmp_path, monkeypatch):
+    nan_at(monkeypatch, 2)
+    best = train(cfg(data, tmp_path / "run", on_nonfinite="skip"))
+    log = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl")]
+    assert [(r["batches"], r["skipped"]) for r in log] == [(2, 1), (3, 0)]
+    assert all(math.isfinite(r["loss"]) for r in log) and math.isfinite(best["mean"])
+    weights = load_checkpoint(str(tmp_path / "run" / "last"))[0]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_diverging_run_exits_non_zero_without_a_fake_score(data, tmp_path, capsys):
+    """The issue's reproduction: a huge learning rate. Exit 3, the reason with epoch and step, no score printed."""
+    code = main(["train", "--data", data, "--out", str(tmp_path / "run"), "--preset", "tiny", "--set", "lr=1e4",
+                 "--set", "epochs=3", "--set", "max_batches=3", "--set", "batch_size=4", "--set", "train_stride=32"])
+    out, err = capsys.readouterr()
+    assert code == 3 and "diverged at epoch" in err and "step" in err
+    assert "Infinity" not in out + err and "best" not in out
 
 
 def test_bad_input_fails_before_any_work(data, tmp_path):
     train(cfg(data, tmp_path / "aver", epochs=1))
     with pytest.raises(ValueError, match="another architecture"):
         train(cfg(data, tmp_path / "aver", epochs=2, fusion="jca"), resume=True)
-    with pytest.raises(ValueError, match="checkpoint file not found"):
+    with pytest.raises(ValueError, match="checkpoint not found"):
         train(cfg(data, tmp_path / "empty"), resume=True)
     unlabelled = tmp_path / "unlabelled"
     make_synthetic(str(unlabelled), videos=1, seed=0, seconds=2.0, size=32)
@@ -129,6 +180,19 @@ def test_evaluate_predict_and_feature_cache(data, tmp_path):
     assert sum(index["videos"].values()) > 0
     best = train(cfg(data, tmp_path / "frun", features=str(feats), epochs=1))
     assert set(best) >= {"valence", "arousal", "mean"}
+
+
+def test_evaluate_names_an_empty_test_split(tmp_path, capsys):
+    small = str(tmp_path / "three")
+    make_synthetic(small, videos=3, seed=5, seconds=3.0, size=32)  # 60/20/20 of 3 videos: 2/1/0
+    run = tmp_path / "run"
+    assert main(["train", "--data", small, "--out", str(run), "--preset", "tiny", "--set", "epochs=1",
+                 "--set", "max_batches=1", "--set", "batch_size=2", "--set", "train_stride=64"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "best"), "--data", small, "--out", str(tmp_path / "e")]) == 2
+    assert "its test split is empty (videos per split: train 2, val 1, test 0)" in capsys.readouterr().err
+    assert main(["evaluate", str(run / "best"), "--data", small, "--videos", "synth_000", "--batch-size", "1",
+                 "--out", str(tmp_path / "e")]) == 0
 
 
 def test_two_process_ddp_matches_single_process(data, tmp_path):

@@ -14,8 +14,12 @@ def read_va(path: str | os.PathLike) -> np.ndarray:
     """``(frames, 2)`` float32 [valence, arousal]; invalid frames keep the value -5."""
     if not os.path.isfile(path):
         raise MediaError(path, "annotation file not found")
-    with open(path) as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark before the header is accepted
+            lines = [ln.strip() for ln in f if ln.strip()]
+    except UnicodeDecodeError as e:
+        raise MediaError(path, f"annotation file is not UTF-8 text (byte {e.start}: {e.reason}); is it a "
+                               "binary file or in another encoding?") from None
     if not lines or lines[0].replace(" ", "").lower() != "valence,arousal":
         raise MediaError(path, "annotation file must start with the header 'valence,arousal'")
     rows = []

@@ -23,7 +23,7 @@ from .alignment import AlignmentConfig, plan_window, segment_bounds, window_star
 from .annotations import INVALID, read_va
 from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
-from .media import VIDEO_EXTS, VideoSource, abandon_inherited, find_audio_file, load_audio
+from .media import VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
 from .noise_reduction import spectral_gate
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -66,7 +66,10 @@ def _media_for(name: str, videos_dir: str, frames_dir: str | None) -> str | None
 
 
 def _has_audio(media: str) -> bool:
-    if find_audio_file(media) is not None:
+    """Whether ``media`` has audio (a ``.wav``/``.flac`` beside it, checked for non-finite samples, or a stream)."""
+    audio_file = find_audio_file(media)
+    if audio_file is not None:
+        check_audio_file(audio_file)
         return True
     if os.path.isdir(media):
         return False
@@ -77,6 +80,15 @@ def _has_audio(media: str) -> bool:
             return len(c.streams.audio) > 0
     except Exception as e:
         raise MediaError(media, f"cannot open container ({type(e).__name__}: {str(e)[:160]})") from None
+
+
+def _inside(annotations_dir: str, name: str) -> str:
+    """``annotations_dir/name.txt``; a name that would lead outside the folder (``../x``, ``a/b``, an absolute
+    path) is an error, never read."""
+    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise ValueError(f"video name {name!r} is not a file name inside {annotations_dir}: names from --videos "
+                         "and split lists must be plain video names (no folders, no '..')")
+    return os.path.join(annotations_dir, name + ".txt")
 
 
 def discover(root: str | os.PathLike, names: list[str] | None = None, annotations_dir: str | None = None,
@@ -96,7 +108,7 @@ def discover(root: str | os.PathLike, names: list[str] | None = None, annotation
                        for p in glob.glob(os.path.join(annotations_dir, "*.txt")))
     entries = []
     for name in names:
-        ann = os.path.join(annotations_dir, name + ".txt")
+        ann = _inside(annotations_dir, name)
         try:
             labels = read_va(ann)
             media = _media_for(name, videos_dir, frames_dir)

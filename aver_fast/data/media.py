@@ -118,6 +118,23 @@ def find_audio_file(video_path: str) -> str | None:
     return None
 
 
+def check_audio_file(path: str) -> None:
+    """Raise :class:`MediaError` if a floating-point ``.wav``/``.flac`` holds NaN or infinite samples (integer PCM
+    cannot); read in blocks, so it is cheap enough for discovery."""
+    import soundfile
+
+    try:
+        if soundfile.info(path).subtype not in ("FLOAT", "DOUBLE"):
+            return
+        for block in soundfile.blocks(path, blocksize=1 << 16, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise MediaError(path, "audio has NaN/Inf samples")
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(path, f"cannot read audio ({type(e).__name__}: {str(e)[:200]})") from None
+
+
 def load_audio(video_path: str | os.PathLike, sample_rate: int = 44100) -> Audio:
     """The video's audio, mono-mixed and resampled (band-limited) to ``sample_rate``.
 

@@ -10,6 +10,9 @@ from ..ops._validation import check_tensor
 from .config import AVERConfig
 
 
+INFERENCE_CLIPS = 4  # clips per video-backbone call without gradients (peak memory; the same speed on CPU)
+
+
 class AVModel(nn.Module):
     """Base of AVER and the baselines.
 
@@ -45,9 +48,24 @@ class AVModel(nn.Module):
         if video.shape[:2] != audio.shape[:2]:
             raise ValueError(f"video (B, L) = {tuple(video.shape[:2])} differs from audio (B, L) = "
                              f"{tuple(audio.shape[:2])}")
+        c = self.config
+        expected = {"video frames per clip T": (video.shape[3], c.frames_per_clip),
+                    "video height H": (video.shape[4], c.image_size), "video width W": (video.shape[5], c.image_size),
+                    "audio mel bands": (audio.shape[3], c.n_mels), "audio frames": (audio.shape[4], c.audio_frames)}
+        for what, (got, want) in expected.items():
+            if got != want:
+                raise ValueError(f"{what} is {got} but the model's config expects {want} (video shape "
+                                 f"{tuple(video.shape)}, audio shape {tuple(audio.shape)}); prepare inputs with the "
+                                 "AlignmentConfig that matches the preset")
+        _check_batch(video, audio, "video", "audio")
         b, l = video.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-            fmap = self.video_backbone.forward_map(video.flatten(0, 1)).mean(dim=2)  # (B*L, C, H', W')
+            clips = video.flatten(0, 1)
+            if torch.is_grad_enabled():
+                fmap = self.video_backbone.forward_map(clips)
+            else:  # inference: a few clips at a time bounds the activations' memory, whatever B*L is
+                fmap = torch.cat([self.video_backbone.forward_map(c) for c in clips.split(INFERENCE_CLIPS)])
+            fmap = fmap.mean(dim=2)  # (B*L, C, H', W')
             regions = fmap.flatten(2).transpose(1, 2).reshape(b, l, -1, fmap.shape[1])
             a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, l, -1)
         return regions, a
@@ -70,9 +88,19 @@ class AVModel(nn.Module):
         if v_feat.shape[:2] != a_feat.shape[:2]:
             raise ValueError(f"v_feat (B, L) = {tuple(v_feat.shape[:2])} differs from a_feat (B, L) = "
                              f"{tuple(a_feat.shape[:2])}")
+        _check_batch(v_feat, a_feat, "v_feat", "a_feat")
         if v_feat.shape[1] != c.seq_len:
             raise ValueError(f"features have L={v_feat.shape[1]} steps but the model was built for "
                              f"seq_len={c.seq_len}")
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> None:
+    """Both inputs share a dtype and hold at least one item."""
+    if x.dtype != y.dtype:
+        raise TypeError(f"{x_name} is {x.dtype} but {y_name} is {y.dtype}; give both the same floating dtype "
+                        "(or run under torch.autocast)")
+    if x.shape[0] == 0:
+        raise ValueError(f"the batch is empty ({x_name} shape {tuple(x.shape)}); pass at least one item")
 
 
 class RegressionHead(nn.Module):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _ext, _registry
+from . import _autograd, _ext, _registry
 from ._validation import check_same, check_scale, check_tensor, upcast_half
 
 OP = "jca_correlation"
@@ -73,6 +73,10 @@ if _ext.LOADED:
 
     def _backward(ctx, grad, grad_xw):
         x, w, j, out, xw = ctx.saved_tensors
+        if _autograd.needs_graph():  # double backward: through the reference, with the op's second output x @ w
+            def forward(x, w, j):
+                return jca_correlation_ref(x, w, j, ctx.scale), torch.matmul(x, w)
+            return (*_autograd.reference_grads(forward, (x, w, j), ctx.needs_input_grad[:3], (grad, grad_xw)), None)
         if grad is None:
             grad = torch.zeros_like(out)
         dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, xw, x, w, j, ctx.scale)
@@ -135,6 +139,10 @@ def _triton_setup_context(ctx, inputs, output):
 
 def _triton_autograd(ctx, grad):
     x, w, j, out = ctx.saved_tensors
+    if _autograd.needs_graph():  # x (G, N, L, C), w (G, C, D), j (N, L, D): the reference per modality g
+        def forward(x, w, j):
+            return (torch.stack([jca_correlation_ref(x[g], w[g], j, ctx.scale) for g in range(x.shape[0])]),)
+        return (*_autograd.reference_grads(forward, (x, w, j), ctx.needs_input_grad[:3], (grad,)), None)
     return (*torch.ops.aver_fast.jca_correlation_triton_backward(grad, out, x, w, j, ctx.scale), None)
 
 

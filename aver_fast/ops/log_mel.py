@@ -219,12 +219,23 @@ def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
 _registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
 
+def _no_setup(ctx, inputs, output) -> None:
+    pass
+
+
+def _no_backward(ctx, grad):
+    raise RuntimeError("the fused log_mel kernels (C++, Triton) have no backward: call aver_fast.log_mel, which "
+                       "sends a waveform that requires grad to the reference, or pass backend='reference'")
+
+
 if _ext.LOADED:
     @torch.library.register_fake("aver_fast::log_mel")
     def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
         n, n_fft = waveform.shape[-1], window.shape[0]
         return waveform.new_empty((waveform.shape[0], filterbank.shape[1],
                                    num_frames(n, n_fft, hop_length, center)))
+
+    torch.library.register_autograd("aver_fast::log_mel", _no_backward, setup_context=_no_setup)
 
 
 def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
@@ -279,6 +290,9 @@ def _triton_basis(window: torch.Tensor):
 def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
     n, n_fft = waveform.shape[-1], window.shape[0]
     return waveform.new_empty((waveform.shape[0], filterbank.shape[1], num_frames(n, n_fft, hop_length, center)))
+
+
+_triton_forward.register_autograd(_no_backward, setup_context=_no_setup)
 
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:

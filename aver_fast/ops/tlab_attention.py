@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _ext, _registry
+from . import _autograd, _ext, _registry
 from ._validation import check_same, check_scale, check_tensor, upcast_half
 
 OP = "tlab_attention"
@@ -67,10 +67,18 @@ if _ext.LOADED:
 
     def _backward(ctx, grad):
         q, k, v = ctx.saved_tensors
+        if _autograd.needs_graph():
+            return (*_reference_grads(ctx, (q, k, v), grad), None)
         dq, dk, dv = torch.ops.aver_fast.tlab_attention_backward(grad, q, k, v, ctx.scale)
         return dq, dk, dv, None
 
     torch.library.register_autograd("aver_fast::tlab_attention", _backward, setup_context=_setup_context)
+
+
+def _reference_grads(ctx, qkv: tuple[torch.Tensor, ...], grad: torch.Tensor) -> list[torch.Tensor | None]:
+    """(dq, dk, dv) through the reference, differentiable again (double backward of every fused backend)."""
+    return _autograd.reference_grads(lambda q, k, v: (tlab_attention_ref(q, k, v, ctx.scale),), qkv,
+                                     ctx.needs_input_grad[:3], (grad,))
 
 
 def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
@@ -135,6 +143,8 @@ def _triton_autograd(ctx, grad, *_unused):
     q, k, v, out, u, lse_u, lse_o = ctx.saved_tensors
     if grad is None:
         return None, None, None, None
+    if _autograd.needs_graph():
+        return (*_reference_grads(ctx, (q, k, v), grad), None)
     return (*torch.ops.aver_fast.tlab_attention_triton_backward(grad, q, k, v, out, u, lse_u, lse_o, ctx.scale),
             None)
 

@@ -93,3 +93,36 @@ def test_splits_by_video(tmp_path):
     assert read_split_list(tmp_path / "train.txt") == ["v1", "v2"]
     with pytest.raises(ValueError, match="sum to 1"):
         split_videos(names, fractions=(0.5, 0.2, 0.2))
+
+
+def test_undecodable_annotations_and_non_finite_audio_are_found_at_discovery(synth_root, tmp_path):
+    """Non-UTF-8 annotation and a float .wav with NaN samples: MediaError naming the file at discovery, or skipped
+    and listed with skip_bad."""
+    import soundfile
+
+    from aver_fast.data import load_audio
+
+    root = str(tmp_path / "d")
+    shutil.copytree(synth_root, root)
+    with open(os.path.join(root, "annotations", "synth_000.txt"), "wb") as f:
+        f.write("valence,arousal\n0.1,0.2\n# café\n".encode("latin-1"))
+    wave = load_audio(os.path.join(root, "videos", "synth_001.mp4"), 16000).samples.numpy()
+    wave[100] = np.nan
+    soundfile.write(os.path.join(root, "videos", "synth_001.wav"), wave, 16000, subtype="FLOAT")
+    with pytest.raises(MediaError, match="synth_000.txt.*not UTF-8"):
+        AffWild2Dataset(root, config=TINY)
+    with pytest.raises(MediaError, match="synth_001.wav.*NaN/Inf"):
+        AffWild2Dataset(root, videos=["synth_001"], config=TINY)
+    ds = AffWild2Dataset(root, config=TINY, skip_bad=True)
+    assert ds.summary.videos == 2
+    assert sorted(os.path.basename(p) for p, _ in ds.summary.skipped) == ["synth_000.txt", "synth_001.wav"]
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere/x", "/etc/passwd", "sub/synth_000", "..", ""])
+def test_video_names_must_stay_inside_the_dataset(synth_root, tmp_path, name):
+    with pytest.raises(ValueError, match="not a file name inside"):
+        AffWild2Dataset(synth_root, videos=[name], config=TINY, skip_bad=True)
+    (tmp_path / "split.txt").write_text(f"synth_000\n{name}\n")
+    if name:
+        with pytest.raises(ValueError, match="not a file name inside"):
+            AffWild2Dataset(synth_root, videos=read_split_list(tmp_path / "split.txt"), config=TINY)

@@ -76,3 +76,42 @@ def test_bad_inputs_are_clear_errors():
         AVERConfig.tiny(pool="max")
     with pytest.raises(ValueError, match="unknown AVERConfig keys"):
         AVERConfig.from_dict({"seq_len": 4, "bogus": 1})
+
+
+@pytest.mark.parametrize("case, error, match", [
+    ("empty batch", ValueError, "batch is empty"),
+    ("float64 video", TypeError, "video is torch.float64 but audio is torch.float32"),
+    ("image size", ValueError, "video height H is 40 but the model's config expects 32"),
+    ("mel bands", ValueError, "audio mel bands is 64 but the model's config expects 32"),
+    ("audio frames", ValueError, "audio frames is 10 but the model's config expects 24"),
+    ("clip frames", ValueError, "video frames per clip T is 3 but the model's config expects 4"),
+])
+@pytest.mark.parametrize("cls", [AVER, JCABaseline, LeaderFollower], ids=lambda c: c.__name__)
+def test_inputs_are_checked_against_the_config(cls, case, error, match):
+    c = AVERConfig.tiny()
+    m = cls(c).eval()
+    video, audio = tiny_inputs(c)
+    if case == "empty batch":
+        video, audio = video[:0], audio[:0]
+    elif case == "float64 video":
+        video = video.double()
+    elif case == "image size":
+        video = torch.randn(2, c.seq_len, 3, c.frames_per_clip, 40, 32)
+    elif case == "mel bands":
+        audio = torch.randn(2, c.seq_len, 1, 64, c.audio_frames)
+    elif case == "audio frames":
+        audio = torch.randn(2, c.seq_len, 1, c.n_mels, 10)
+    elif case == "clip frames":
+        video = torch.randn(2, c.seq_len, 3, 3, c.image_size, c.image_size)
+    with pytest.raises(error, match=match):
+        m(video, audio)
+
+
+def test_feature_inputs_are_checked():
+    c = AVERConfig.tiny()
+    m = AVER(c).eval()
+    v, a = torch.randn(2, c.seq_len, c.video_dim), torch.randn(2, c.seq_len, c.audio_dim)
+    with pytest.raises(TypeError, match="v_feat is torch.float64 but a_feat is torch.float32"):
+        m.forward_features(v.double(), a)
+    with pytest.raises(ValueError, match="batch is empty"):
+        m.forward_features(v[:0], a[:0])

@@ -32,7 +32,7 @@ def cpu_isas() -> list[str]:
         try:
             _ext.set_cpu_isa(name)
             out.append(name)
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # the op raises ValueError for an ISA this CPU lacks
             pass
     _ext.set_cpu_isa(current)
     return out
