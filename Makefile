@@ -1,5 +1,6 @@
-# make test: create/use .venv, install everything, run the whole test suite.
+# make test: create/use .venv, install everything, run the whole test suite (CI's entry point).
 # make demo: run the main job (aver-fast demo).   make bench: pytest benchmarks.
+# make check-install: build the sdist and the wheel, install each into a fresh venv, check them from outside.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,20 +8,25 @@ TORCH  ?= torch==2.14.1
 export CUDA_HOME ?= /usr/local/cuda
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 export MAX_JOBS ?= 2
+# what the compiled extension is built from: the install is redone only when one of these changes
+EXT_SOURCES := $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh) setup.py pyproject.toml
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench check-install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.deps: $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow safetensors tqdm matplotlib pybind11 ninja \
-	    pytest pytest-benchmark hypothesis torchvision==0.29.1
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
+	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow safetensors tqdm matplotlib ninja \
+	    build pytest pytest-benchmark hypothesis torchvision==0.29.1
 	touch $@
 
-install: $(VENV)/.deps
+$(VENV)/.installed: $(VENV)/.deps $(EXT_SOURCES)
 	$(BIN)/python -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
 
 test: install
 	$(BIN)/python -m pytest tests
@@ -31,5 +37,8 @@ demo: install
 bench: install
 	$(BIN)/python -m pytest benchmarks
 
+check-install: install
+	PYTHON=$(PYTHON) TORCH=$(TORCH) bash tools/check_install.sh
+
 clean:
-	rm -rf build aver_fast/_C*.so *.egg-info
+	rm -rf build dist aver_fast/_C*.so aver_fast/_C_build.json *.egg-info $(VENV)/.installed

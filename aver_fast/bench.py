@@ -55,6 +55,16 @@ def matmul_peak_gflops(n: int = 2048) -> float:
     return 2 * n ** 3 / t.median / 1e9
 
 
+FUSED = ("cpp", "triton")  # implementations that are this library's backends; every other one is PyTorch-native
+
+
+def ratios(medians: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """``{implementation: (speed-up vs the reference, vs the best PyTorch-native one)}`` from median times."""
+    ref = next(t for n, t in medians.items() if n.startswith("reference"))
+    best_native = min(t for n, t in medians.items() if n not in FUSED)
+    return {n: (ref / t, best_native / t) for n, t in medians.items()}
+
+
 @dataclass
 class Case:
     """One benchmark: an op at one shape, in one mode, with the implementations to compare."""
@@ -213,14 +223,12 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
              "|---|---|---|---|---|---|---|---|---|"]
     for case in cases:
         results = {name: measure(fn) for name, fn in case.impls.items()}
-        ref = next(t for n, t in results.items() if n.startswith("reference"))
-        natives = [t.median for n, t in results.items() if n not in ("cpp",)]
-        best_native = min(natives)
+        speedup = ratios({n: t.median for n, t in results.items()})
         for name, t in results.items():
             gflops = case.flops / t.median / 1e9
             lines.append(f"| {case.op} | {case.shape} | {case.mode} | {name} | {t.median * 1e6:,.0f} µs "
-                         f"({t.lo * 1e6:,.0f}–{t.hi * 1e6:,.0f}) | {ref.median / t.median:.2f}× | "
-                         f"{best_native / t.median:.2f}× | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+                         f"({t.lo * 1e6:,.0f}–{t.hi * 1e6:,.0f}) | {speedup[name][0]:.2f}× | "
+                         f"{speedup[name][1]:.2f}× | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
             log(lines[-1])
     x, w, j = torch.randn(16, 16, 512, requires_grad=True), torch.randn(512, 1024, requires_grad=True), \
         torch.randn(16, 16, 1024, requires_grad=True)

@@ -6,8 +6,44 @@ import json
 import sys
 
 
+def version_report() -> str:
+    """aver_fast, torch, triton and CUDA versions, and what the C++ extension was built against and runs with."""
+    import torch
+
+    from . import __version__
+    from .ops import _ext
+
+    lines = [f"aver_fast {__version__}",
+             f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'}; "
+             f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} GPU visible)"]
+    try:
+        import triton
+        lines.append(f"triton {triton.__version__}")
+    except ImportError:
+        lines.append("triton not installed")
+    info = _ext.build_info() or {}
+    if _ext.LOADED:
+        lines.append(f"extension aver_fast._C: built against torch {info.get('torch', 'unknown')}, "
+                     f"CPU ISA {_ext.cpu_isa()}")
+    else:
+        lines.append(f"extension aver_fast._C: not loaded ({_ext.REASON})")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print versions (aver_fast, torch, triton, CUDA, the "
+                                                                "extension's build) and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_report())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .evaluate import BATCH_SIZE
     parser = argparse.ArgumentParser(prog="aver-fast", description="Fast audio-visual emotion recognition (AVER).")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write a synthetic benchmark, train the tiny AVER/JCA/LF presets on it and "
                                        "print test CCC on clean and noisy conditions")
@@ -41,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--conditions", default="clean", help="comma-separated conditions (presets or specs)")
     ev.add_argument("--videos", help="comma-separated videos (default: each checkpoint's test split)")
     ev.add_argument("--out", default="evaluation", help="folder for evaluation.md and evaluation.json")
+    ev.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
     pr = sub.add_parser("predict", help="per-frame valence/arousal CSV and plots for one video")
     pr.add_argument("video", help="video file or frame folder")
     pr.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. runs/aver/best")
     pr.add_argument("--labels", help="annotation file: ground truth drawn dashed")
     pr.add_argument("--out", default="predictions", help="output folder")
+    pr.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
     synth = sub.add_parser("make-synthetic", help="write a synthetic Aff-Wild2-format dataset (mp4 with audio + "
                                                   "VA annotation files) driven by smooth valence/arousal traces")
     synth.add_argument("out", help="output folder (gets videos/, annotations/, synthetic.json)")
@@ -84,16 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         from .ops import backends
         print(json.dumps(backends(), indent=2))
     elif args.command == "train":
-        from .train import config_from_args
-        from .train import train as run_train
-        try:
-            best = run_train(config_from_args(args), resume=args.resume)
-        except (ValueError, OSError) as e:
-            print(f"aver-fast train: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            return 130
-        print(json.dumps({"best": best}))
+        from .train import run as run_train
+        return run_train(args)
     elif args.command == "extract-features":
         from .features import extract_features
         from .train import TrainConfig
@@ -116,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import evaluate, markdown, write_report
         try:
             results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
-                               tuple(c for c in args.conditions.split(",") if c))
+                               tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size)
         except (ValueError, OSError) as e:
             print(f"aver-fast evaluate: {e}", file=sys.stderr)
             return 2
@@ -125,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "predict":
         from .predict import predict_video
         try:
-            files = predict_video(args.video, args.checkpoint, args.out, args.labels)
+            files = predict_video(args.video, args.checkpoint, args.out, args.labels, args.batch_size)
         except (ValueError, OSError) as e:
             print(f"aver-fast predict: {e}", file=sys.stderr)
             return 2

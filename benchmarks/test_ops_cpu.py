@@ -13,12 +13,13 @@ PARAMS = [pytest.param(case, impl, id=f"{case.op}-{case.shape}-{case.mode}-{impl
 
 
 @pytest.mark.parametrize("case, impl", PARAMS)
-def test_op(benchmark, case, impl):
+def test_op(benchmark, record_median, case, impl):
     assert _ext.LOADED, _ext.REASON
     benchmark.group = f"{case.op} {case.shape} {case.mode}"
     fn = case.impls[impl]
     fn()  # warm-up (and torch.compile's compilation) outside the timed rounds
     benchmark.pedantic(fn, rounds=30, iterations=3, warmup_rounds=2)
+    record_median((case.op, case.shape, case.mode), impl, benchmark.stats.stats.median)
     benchmark.extra_info["GFLOP/s"] = round(case.flops / benchmark.stats.stats.median / 1e9, 1)
 
 

@@ -1,17 +1,59 @@
-"""The compiled extension ``aver_fast._C``: loaded if it was built, with one clear warning if it was not."""
+"""The compiled extension ``aver_fast._C``: loaded if it was built for the torch in use, with one clear warning
+(naming the fix) if it was not."""
 from __future__ import annotations
 
+import glob
+import json
+import os
 import warnings
 
 import torch
 
-BUILD_HINT = "build it with `pip install --no-build-isolation -e .` (needs a C++17 compiler and torch's headers)"
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_INFO = os.path.join(PACKAGE_DIR, "_C_build.json")  # written by setup.py beside the extension
+BUILD_HINT = ("rebuild it against the installed torch: `pip install --no-build-isolation -e .` in a checkout, or "
+              "`pip install --no-build-isolation --no-deps --force-reinstall aver-fast` (needs a C++17 compiler)")
 
-try:
-    from .. import _C  # noqa: F401  (registers the aver_fast:: ops with torch.library)
-    LOADED, REASON = True, None
-except ImportError as e:  # not built, or built against another torch
-    LOADED, REASON = False, f"the compiled extension aver_fast._C could not be loaded ({e}); {BUILD_HINT}"
+
+def build_info() -> dict | None:
+    """What the extension was built against (``{"torch": ..., "cuda": ..., "with_cuda": ...}``), None if unknown."""
+    try:
+        with open(BUILD_INFO) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _source_tree_shadowing() -> str | None:
+    """When ``aver_fast`` was imported from a source checkout that was never built (the current directory shadows
+    an installed copy), say so: Python's own error would speak of a circular import."""
+    checkout = os.path.dirname(PACKAGE_DIR)
+    if not (os.path.isfile(os.path.join(checkout, "setup.py")) and os.path.isdir(os.path.join(checkout, "csrc"))):
+        return None
+    if glob.glob(os.path.join(PACKAGE_DIR, "_C.*")):  # built: it failed to load for another reason
+        return None
+    return (f"aver_fast was imported from the source checkout {checkout} (the current directory or PYTHONPATH "
+            "comes before the installed package) and the checkout has no built extension aver_fast._C; run from "
+            "another directory, or build the checkout in place with `pip install --no-build-isolation -e .`")
+
+
+def _load() -> str | None:
+    """Import ``aver_fast._C`` (registering the aver_fast:: ops); None on success, else why it was not loaded."""
+    info = build_info()
+    installed = torch.__version__.split("+")[0]
+    if info is not None and str(info.get("torch", "")).split("+")[0] != installed:
+        return f"aver_fast._C was built against torch {info.get('torch')} but torch {torch.__version__} is in use; " \
+               + BUILD_HINT
+    try:
+        from .. import _C  # noqa: F401
+    except ImportError as e:  # not built, or built against another torch
+        return _source_tree_shadowing() or f"the compiled extension aver_fast._C could not be loaded ({e}); {BUILD_HINT}"
+    return None
+
+
+REASON = _load()
+LOADED = REASON is None
+if not LOADED:
     warnings.warn(f"aver_fast: {REASON}. Falling back to the pure-PyTorch reference ops.", RuntimeWarning,
                   stacklevel=2)
 

@@ -72,3 +72,23 @@ def test_missing_extension_warns_once_and_falls_back_to_reference():
     env = {k: v for k, v in os.environ.items() if k != "AVER_FAST_BACKEND"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+def test_extension_built_for_another_torch_is_not_loaded():
+    """setup.py records the torch the extension was built against; another torch at run time means no loading (an
+    ABI mismatch can crash) and one warning naming both versions and the rebuild command."""
+    assert _ext.build_info() is not None and _ext.build_info()["torch"] == torch.__version__
+    code = (
+        "import warnings, torch\n"
+        "torch.__version__ = '0.0.1'  # as if another torch were installed after the build\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import aver_fast\n"
+        "from aver_fast.ops import _ext\n"
+        "msgs = [str(x.message) for x in w if 'aver_fast._C' in str(x.message)]\n"
+        "assert len(msgs) == 1 and 'built against torch' in msgs[0] and 'torch 0.0.1 is in use' in msgs[0], msgs\n"
+        "assert 'pip install --no-build-isolation' in msgs[0] and not _ext.LOADED\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
