@@ -227,27 +227,45 @@ def test_old_format_damage_is_one_line_with_the_opt_in(tmp_path, monkeypatch):
         load_checkpoint(prefix)
 
 
-KILL = textwrap.dedent("""
+TRAIN_CRASH = textwrap.dedent("""
     import os, sys, time
     import aver_fast.checkpoint as C
     from aver_fast.train import main
-    flag, n = sys.argv[1], {"saves": 0}
-    real = C._write_file
-    def slow(p, data):
+    flag, stage, n = sys.argv[1], sys.argv[2], {"saves": 0}
+    real_write, real_rename, real_switch = C._write_file, C.os.rename, C._switch_link
+    def armed():  # epoch 2's first save (epoch 1 wrote best and last)
+        return n["saves"] == 3
+    def write(p, data):
         if p.endswith("model.safetensors"):
             n["saves"] += 1
-        if n["saves"] == 3 and p.endswith("state.safetensors"):  # epoch 2's first save, half written
+        if armed() and p.endswith("state.safetensors"):  # half written, then killed from outside
             with open(p, "wb") as f:
                 f.write(data[: len(data) // 2]); f.flush()
-                open(flag, "w").close()
-                time.sleep(600)
-        real(p, data)
-    C._write_file = slow
-    sys.exit(main(sys.argv[2:]))
+            open(flag, "w").close()
+            time.sleep(600)
+        real_write(p, data)
+    def rename(a, b):
+        if armed() and stage == "exit-before-rename": os._exit(9)
+        real_rename(a, b)
+        if armed() and stage == "exit-after-rename": os._exit(9)
+    def switch(a, b):
+        real_switch(a, b)
+        if armed() and stage == "exit-after-link": os._exit(9)
+    if stage == "kill-9-mid-write":
+        C._write_file = write
+    else:
+        C._write_file = lambda p, data: (n.__setitem__("saves", n["saves"] + p.endswith("model.safetensors")),
+                                         real_write(p, data))
+    C.os.rename, C._switch_link = rename, switch
+    sys.exit(main(sys.argv[3:]))
 """)
 
 
-def test_kill_9_during_a_training_save_then_resume(tmp_path):
+@pytest.mark.parametrize("stage", ["kill-9-mid-write", "exit-before-rename", "exit-after-rename", "exit-after-link"])
+def test_a_crash_during_a_training_save_then_resume(tmp_path, stage):
+    """Training dies during epoch 2's first save: a real kill -9 from outside while a file is half written, or the
+    process exiting at once (no cleanup) between the steps of the save. The last checkpoint then loads and
+    --resume finishes the run, leaving nothing stale behind."""
     from aver_fast.data import make_synthetic
     from aver_fast.train import main
 
@@ -257,16 +275,19 @@ def test_kill_9_during_a_training_save_then_resume(tmp_path):
     flag = tmp_path / "in-save"
     args = ["--data", data, "--out", str(run), "--preset", "tiny", "--set", "epochs=2", "--set", "max_batches=2",
             "--set", "batch_size=4", "--set", "train_stride=32"]
-    proc = subprocess.Popen([sys.executable, "-c", KILL, str(flag), *args], env=dict(os.environ, PYTHONPATH=ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not flag.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    assert flag.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no save started"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert load_checkpoint(str(run / "last"))[1]["epoch"] == 1  # epoch 1's checkpoint, complete
-    assert leftovers(run), "the kill should have left a half-written temporary"
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_CRASH, str(flag), stage, *args],
+                            env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if stage == "kill-9-mid-write":
+        deadline = time.time() + 300
+        while not flag.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert flag.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no save started"
+        proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (-signal.SIGKILL, 9), err.decode()[-2000:]
+    # epoch 2's first save is best's or last's: last is epoch 1's, or epoch 2's when the link switch was complete
+    assert load_checkpoint(str(run / "last"))[1]["epoch"] in ((1, 2) if stage == "exit-after-link" else (1,))
+    assert leftovers(run), "the crash should have left a temporary or an unlinked checkpoint"
     assert main([*args, "--resume"]) == 0
     assert load_checkpoint(str(run / "last"))[1]["epoch"] == 2
     assert leftovers(run) == []

@@ -76,3 +76,16 @@ def test_bad_inputs():
         ccc(torch.randn(3), torch.randn(3), torch.ones(3))
     with pytest.raises(ValueError, match="pred must be \\(..., 2\\)"):
         CCCLoss()(torch.randn(4, 3), torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("where", ["pred", "target"])
+def test_non_finite_input_gives_nan_never_a_finite_looking_value(where):
+    """A diverged model (NaN predictions) must not read as CCC 0 / loss 1: training then stops on the NaN."""
+    pred, target = torch.randn(2, 8, 2), torch.randn(2, 8, 2)
+    (pred if where == "pred" else target)[1, 3, 0] = float("nan")
+    assert torch.isnan(ccc(pred[..., 0].flatten(), target[..., 0].flatten()))
+    assert torch.isfinite(ccc(pred[..., 1].flatten(), target[..., 1].flatten()))
+    assert torch.isnan(CCCLoss()(pred, target))
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 3] = False  # a masked frame's value is never read
+    assert torch.isfinite(CCCLoss()(pred, target, mask))
