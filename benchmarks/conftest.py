@@ -26,6 +26,7 @@ def summary_rows(medians: dict[tuple[str, str, str], dict[str, float]]) -> list[
     return rows
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own tables: the run ends with this one
 def pytest_terminal_summary(terminalreporter):
     if _MEDIANS:
         terminalreporter.section("aver_fast speed-ups (this run)")
