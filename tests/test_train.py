@@ -182,6 +182,28 @@ def test_evaluate_predict_and_feature_cache(data, tmp_path):
     assert set(best) >= {"valence", "arousal", "mean"}
 
 
+def test_disk_full_during_training_exits_2_naming_the_file(data, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import aver_fast.checkpoint as C
+
+    run = tmp_path / "run"
+    args = ["train", "--data", data, "--out", str(run), "--preset", "tiny", "--set", "epochs=2", "--set",
+            "max_batches=2", "--set", "batch_size=4", "--set", "train_stride=32"]
+    real, saves = C._write_file, {"n": 0}
+
+    def fills_up(path, payload):
+        saves["n"] += path.endswith("model.safetensors")
+        if saves["n"] > 2:  # epoch 2's saves: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, payload)
+    monkeypatch.setattr(C, "_write_file", fills_up)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "aver-fast train: no space left on device" in err and "while writing" in err and "Traceback" not in err
+    assert load_checkpoint(str(run / "last"))[1]["epoch"] == 1 and load_checkpoint(str(run / "best"))
+
+
 def test_evaluate_names_an_empty_test_split(tmp_path, capsys):
     small = str(tmp_path / "three")
     make_synthetic(small, videos=3, seed=5, seconds=3.0, size=32)  # 60/20/20 of 3 videos: 2/1/0
