@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs aver_fast the ways users do and checks each from outside the checkout (make check-install; CI runs it):
+# Installs aver_fast the ways users do and checks each from outside the checkout (make check-install; CI runs it).
+# Both are built from what is committed (git archive HEAD, as a clone gets it), never from the working tree:
 #   1. an sdist built in a bare venv (setuptools only, no torch), then installed (compiled) into a fresh venv;
-#   2. a wheel (the in-place build is reused by ninja), installed into a fresh venv.
+#   2. a wheel built against .venv's torch, installed into a fresh venv.
 # In each venv, from another directory: aver-fast --version and --help, every subpackage imports, make-synthetic
 # writes one short video, tlab_attention(backend="cpp") equals the reference. Then a clean source tree must not
 # shadow the installed package silently: importing it from there names the problem and the fix.
@@ -14,21 +15,25 @@ WORK=$(mktemp -d /tmp/aver-install-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
+export_source() { mkdir "$1" && git archive HEAD | tar -x -C "$1"; }
+export_source "$WORK/src"
+
 step "sdist in a venv without torch"
 $PY -m venv "$WORK/sdist-env"
 "$WORK/sdist-env/bin/pip" install -q "setuptools>=77" wheel build
-"$WORK/sdist-env/bin/python" -m build --sdist --no-isolation --outdir "$WORK/dist" . >/dev/null
+"$WORK/sdist-env/bin/python" -m build --sdist --no-isolation --outdir "$WORK/dist" "$WORK/src" >/dev/null
 "$WORK/sdist-env/bin/python" - "$WORK"/dist/*.tar.gz <<'EOF'
 import sys, tarfile
 names = tarfile.open(sys.argv[1]).getnames()
 for need in ("csrc/cpu/isa.h", "csrc/ops.cpp", "kernels/tlab_attention.py", "aver_fast/data/dataset.py", "LICENSE",
-             "README.md", "tools/build/aver_build.py"):
+             "README.md", "tools/aver_build.py"):
     assert any(n.endswith("/" + need) for n in names), f"sdist lacks {need}"
 print(f"sdist has {len(names)} files")
 EOF
 
 step "wheel"
-.venv/bin/python -m pip wheel -q --no-build-isolation --no-deps --wheel-dir "$WORK/dist" .
+MAX_JOBS=${MAX_JOBS:-2} .venv/bin/python -m pip wheel -q --no-build-isolation --no-deps --wheel-dir "$WORK/dist" \
+  "$WORK/src"
 
 check() {  # $1: venv; runs from $WORK, outside the checkout
   local bin="$1/bin"
@@ -65,8 +70,8 @@ for kind in wheel sdist; do
 done
 
 step "a clean source tree in the current directory names the shadowing"
-mkdir "$WORK/src" && git archive HEAD | tar -x -C "$WORK/src"
-out=$(cd "$WORK/src" && "$WORK/wheel-venv/bin/python" -c "import aver_fast" 2>&1)
+export_source "$WORK/clean"
+out=$(cd "$WORK/clean" && "$WORK/wheel-venv/bin/python" -c "import aver_fast" 2>&1)
 echo "$out" | grep -q "imported from the source checkout" || { echo "no clear message: $out"; exit 1; }
 echo "ok: $(echo "$out" | grep -o 'aver_fast was imported from the source checkout[^;]*')"
 step "done"
