@@ -1,6 +1,7 @@
 # make test: create/use .venv, install everything, run the whole test suite (CI's entry point).
 # make demo: run the main job (aver-fast demo).   make bench: pytest benchmarks.
 # make check-install: build the sdist and the wheel, install each into a fresh venv, check them from outside.
+# make lint: ruff (rules and line length in pyproject.toml).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ export MAX_JOBS ?= 2
 # what the compiled extension is built from: the install is redone only when one of these changes
 EXT_SOURCES := $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh) setup.py pyproject.toml
 
-.PHONY: install test demo bench check-install clean
+.PHONY: install test demo bench lint check-install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ demo: install
 
 bench: install
 	$(BIN)/python -m pytest benchmarks
+
+lint: $(VENV)/.deps
+	$(BIN)/python -m pip install -q ruff==0.17.6
+	$(BIN)/ruff check .
 
 check-install: install
 	PYTHON=$(PYTHON) TORCH=$(TORCH) bash tools/check_install.sh

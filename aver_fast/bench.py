@@ -16,13 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch._inductor.config
 import torch.nn.functional as F
 
 from .ops import _ext
-
-# torch.compile's worker processes would compete with the timed code for the 2 cores: compile in-process.
-torch._inductor.config.compile_threads = 1
 from .ops.jca_correlation import jca_correlation, jca_correlation_ref
 from .ops.log_mel import log_mel, log_mel_ref
 from .ops.tlab_attention import tlab_attention, tlab_attention_ref
@@ -63,6 +59,15 @@ def ratios(medians: dict[str, float]) -> dict[str, tuple[float, float]]:
     ref = next(t for n, t in medians.items() if n.startswith("reference"))
     best_native = min(t for n, t in medians.items() if n not in FUSED)
     return {n: (ref / t, best_native / t) for n, t in medians.items()}
+
+
+def compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``torch.compile(fn)``, compiling in this process: worker processes would compete with the timed code for
+    the cores (this sets inductor's compile_threads, only when a benchmark compiles something)."""
+    import torch._inductor.config
+
+    torch._inductor.config.compile_threads = 1
+    return torch.compile(fn, dynamic=False)
 
 
 @dataclass
@@ -107,7 +112,7 @@ def _fwd_and_bwd_cases(op: str, name: str, flops: float, inputs: list[torch.Tens
 
 def tlab_cases(shapes=((16, 2, 16, 256), (64, 2, 128, 64)), compile_ref: bool = True) -> list[Case]:
     """The paper's training shape and a long-sequence one; flops count the three L x L x D products."""
-    compiled_ref = torch.compile(tlab_attention_ref, dynamic=False) if compile_ref else None
+    compiled_ref = compiled(tlab_attention_ref) if compile_ref else None
     impls = {"reference": tlab_attention_ref, "cpp": functools.partial(tlab_attention, backend="cpp"),
              "sdpa pair": _sdpa_pair}
     return [c for b, h, L, d in shapes
@@ -117,7 +122,7 @@ def tlab_cases(shapes=((16, 2, 16, 256), (64, 2, 128, 64)), compile_ref: bool = 
 
 def jca_cases(shapes=((16, 16, 512, 1024),), compile_ref: bool = True) -> list[Case]:
     """The paper's JCA shape (batch 16, L 16, one modality's 512 channels against the 1024-d joint features)."""
-    compiled_ref = torch.compile(jca_correlation_ref, dynamic=False) if compile_ref else None
+    compiled_ref = compiled(jca_correlation_ref) if compile_ref else None
     impls = {"reference": jca_correlation_ref, "cpp": functools.partial(jca_correlation, backend="cpp")}
     return [c for b, L, ch, d in shapes
             for c in _fwd_and_bwd_cases("jca_correlation", f"B{b}-L{L}-C{ch}-D{d}",
@@ -219,7 +224,8 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
             fn()
     peak = matmul_peak_gflops()
     lines = ["## CPU: ops", "", machine_header(peak), "",
-             "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native | GFLOP/s | % of peak |",
+             "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native | GFLOP/s "
+             "| % of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
     for case in cases:
         results = {name: measure(fn) for name, fn in case.impls.items()}
@@ -240,7 +246,8 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
               "| backend | median (min–max) | share inside the three ops |", "|---|---|---|"]
     for backend in ("reference", "cpp"):
         t, share = fusion_breakdown(backend)
-        lines.append(f"| {backend} | {t.median * 1e3:.2f} ms ({t.lo * 1e3:.2f}–{t.hi * 1e3:.2f}) | {100 * share:.0f}% |")
+        lines.append(f"| {backend} | {t.median * 1e3:.2f} ms ({t.lo * 1e3:.2f}–{t.hi * 1e3:.2f}) | "
+                     f"{100 * share:.0f}% |")
         log(lines[-1])
     return "\n".join(lines) + "\n"
 

@@ -31,11 +31,11 @@ def version_report() -> str:
 
 
 class _VersionAction(argparse.Action):
-    def __init__(self, option_strings, dest, **kwargs):
+    def __init__(self, option_strings, dest, **_kwargs):
         super().__init__(option_strings, dest, nargs=0, help="print versions (aver_fast, torch, triton, CUDA, the "
                                                                 "extension's build) and exit")
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser, _namespace, _values, _option_string=None):
         print(version_report())
         parser.exit()
 
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--fusion", choices=("aver", "jca", "lf"), default="aver")
     feats.add_argument("--backbones", help="checkpoint prefix whose weights to use (default: random init)")
     feats.add_argument("--video-weights", help="torchvision-format r2plus1d_18 state dict file for the video backbone")
-    feats.add_argument("--audio-weights", help="resnet18-format state dict file (1-channel conv1) for the audio backbone")
+    feats.add_argument("--audio-weights",
+                       help="resnet18-format state dict file (1-channel conv1) for the audio backbone")
     feats.add_argument("--stride", type=int, help="frames between windows (default: the window length; train "
                                                   "--features uses exactly the windows cached here)")
     ev = sub.add_parser("evaluate", help="CCC per condition for one or more checkpoints (markdown + JSON)")

@@ -3,14 +3,13 @@ JCA and leader-follower on it through the same loader as Aff-Wild2, and evaluate
 videos. CPU only, no network."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 
 import torch
-
-import dataclasses
 
 from .checkpoint import save_checkpoint
 from .data import AffWild2Dataset, AlignmentConfig, make_synthetic, parse_condition, split_videos

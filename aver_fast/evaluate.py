@@ -49,7 +49,7 @@ def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int 
         for k0 in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
             pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]))
-            for it, p in zip(items, pred):
+            for it, p in zip(items, pred, strict=True):
                 e = entries[it["video_name"]]
                 rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
                                               "labels": torch.from_numpy(e.labels), "steps": []})

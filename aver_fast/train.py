@@ -206,13 +206,13 @@ def gather_predictions(pred: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return tuple(torch.cat([p[i] for p in parts]) for i in range(3))
 
 
-def run_epoch_eval(model, loader, device, world: int, features: bool) -> dict:
+def run_epoch_eval(model, loader, device, world: int) -> dict:
     """Validation CCC (valence, arousal, mean) over all valid steps of all ranks."""
     model.eval()
     preds, targets, masks = [], [], []
     with torch.no_grad():
         for batch in loader:
-            out = _forward(model, batch, device, features)
+            out = _forward(model, batch, device)
             preds.append(out.float().cpu())
             targets.append(batch["target"])
             masks.append(batch["mask"])
@@ -233,7 +233,7 @@ class OnFeatures(torch.nn.Module):
         return self.model.forward_features(v_feat, a_feat)
 
 
-def _forward(net, batch, device, features: bool) -> torch.Tensor:
+def _forward(net, batch, device) -> torch.Tensor:
     """``net`` is the model (or its :class:`OnFeatures` / DDP wrapper) and takes what the batch holds."""
     return net(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True))
 
@@ -334,7 +334,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
     interrupted = {"flag": False}
     previous_handler = signal.getsignal(signal.SIGINT)
 
-    def on_sigint(signum, frame):  # finish the current step, then save and stop
+    def on_sigint(_signum, _frame):  # finish the current step, then save and stop
         interrupted["flag"] = True
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     if in_main_thread:
@@ -377,7 +377,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
             for b in progress:
                 batch = next(batches)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    pred = _forward(net, batch, device, bool(cfg.features))
+                    pred = _forward(net, batch, device)
                 loss = loss_fn(pred.float(), batch["target"].to(device), batch["mask"].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -406,8 +406,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
                 sched.step()
             if not all(bool(torch.isfinite(p).all()) for p in params):
                 raise diverged(epoch, total, "a weight is not finite after the epoch")
-            metrics = run_epoch_eval(OnFeatures(model) if cfg.features else model, val_loader, device, world,
-                                     bool(cfg.features))
+            metrics = run_epoch_eval(OnFeatures(model) if cfg.features else model, val_loader, device, world)
             if not math.isfinite(metrics["mean"]) and cfg.on_nonfinite == "stop":
                 raise diverged(epoch, total, f"the validation CCC is {metrics['mean']}")
             record = {"epoch": epoch + 1,

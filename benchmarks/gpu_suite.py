@@ -53,7 +53,8 @@ def parity(device: str, sanitizer: bool) -> list[str]:
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/kernels"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    rows.append(f"- `pytest tests/kernels` on {device}: {res.stdout.strip().splitlines()[-1] if res.stdout else res.stderr[-300:]}")
+    summary = res.stdout.strip().splitlines()[-1] if res.stdout else res.stderr[-300:]
+    rows.append(f"- `pytest tests/kernels` on {device}: {summary}")
     if sanitizer:
         tool = shutil.which("compute-sanitizer")
         if tool is None:

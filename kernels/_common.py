@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
+import torch
 import triton
 import triton.language as tl
-
-import torch
 
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 

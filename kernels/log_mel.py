@@ -63,7 +63,8 @@ def _log_mel_fwd(Wav, Cos, Sin, Fb, Out, n_samples, frames, hop, pad, n_start, n
             re += tl.dot(x, c, input_precision="ieee")
             im += tl.dot(x, s, input_precision="ieee")
         power = re * re + im * im
-        fb = tl.load(Fb + f[:, None] * n_mels + offs_m[None, :], mask=(f[:, None] < n_freqs) & (offs_m[None, :] < n_mels),
+        fb = tl.load(Fb + f[:, None] * n_mels + offs_m[None, :],
+                     mask=(f[:, None] < n_freqs) & (offs_m[None, :] < n_mels),
                      other=0.0)
         mel += tl.dot(power, fb, input_precision="ieee")
     db = 10.0 * tl.log(tl.maximum(mel, 1e-10)) * 0.4342944819032518  # 10 log10

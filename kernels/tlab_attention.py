@@ -234,7 +234,8 @@ def _attn_bwd_dq(Qry, Key, Val, GOut, Lse, Delta, DQry, L, D, scale, BLOCK_M: tl
 
 
 # ----------------------------------------------------------------------------------------------- launchers
-def use_short_path(L: int, D: int) -> bool:
+def use_short_path(L: int) -> bool:
+    """Whole rows fit on chip: the fused short kernels (L <= SHORT_MAX_L); else the two-pass flash path."""
     return L <= SHORT_MAX_L
 
 
@@ -271,7 +272,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, sho
     """``(O, U, lse_u, lse_o)`` for contiguous ``(N, L, D)`` inputs; U and the log-sum-exps are only kept (non-empty)
     on the long path, whose backward needs them."""
     n, L, D = q.shape
-    short = use_short_path(L, D) if short is None else short
+    short = use_short_path(L) if short is None else short
     if short:
         out = torch.empty_like(q)
         per = problems_per_program(n, L)

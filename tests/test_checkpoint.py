@@ -14,7 +14,12 @@ import torch
 from safetensors.torch import save_file
 
 import aver_fast.checkpoint as C
-from aver_fast.checkpoint import CheckpointError, load_checkpoint, remove_stale, save_checkpoint
+from aver_fast.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    remove_stale,
+    save_checkpoint,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,9 +119,9 @@ def test_an_error_at_any_step_keeps_the_previous_checkpoint(tmp_path, monkeypatc
         real_write(p, data)
     monkeypatch.setattr(C, "_write_file", failing_write)
     if step == "rename":
-        monkeypatch.setattr(C.os, "rename", lambda a, b: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+        monkeypatch.setattr(C.os, "rename", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
     if step == "link":
-        monkeypatch.setattr(C, "_switch_link", lambda a, b: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
+        monkeypatch.setattr(C, "_switch_link", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
     with pytest.raises(CheckpointError, match="cannot write checkpoint file"):
         save_checkpoint(path, new, {"epoch": 2})
     monkeypatch.setattr(C, "_write_file", real_write)
@@ -131,7 +136,7 @@ def test_disk_full_names_the_device_and_keeps_the_previous_checkpoint(tmp_path, 
     path = str(tmp_path / "best")
     save_checkpoint(path, model(0), {"epoch": 1})
 
-    def full(p, data):
+    def full(*_):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(C, "_write_file", full)
     with pytest.raises(CheckpointError, match=r"no space left on device /\S* while writing .*model\.safetensors"):

@@ -14,7 +14,7 @@ def test_predict_frames_streams_batches_and_bounds_backbone_clips(tmp_path, batc
     ds = AffWild2Dataset(str(tmp_path), config=AlignmentConfig.tiny(window_stride=32))
     model = AVER(AVERConfig.tiny()).eval()
     batches, clips = [], []
-    model.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    model.register_forward_pre_hook(lambda _module, args: batches.append(args[0].shape[0]))
     forward_map = model.video_backbone.forward_map
 
     def counting_forward_map(x):

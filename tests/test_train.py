@@ -13,7 +13,7 @@ import torch
 from aver_fast.checkpoint import load_checkpoint
 from aver_fast.cli import main
 from aver_fast.data import make_synthetic, write_va
-from aver_fast.train import TrainConfig, lr_factor, load_config, train
+from aver_fast.train import TrainConfig, load_config, lr_factor, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,11 +73,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
     original = T._forward
     calls = {"n": 0}
 
-    def interrupting_forward(model, batch, device, features):
+    def interrupting_forward(model, batch, device):
         calls["n"] += 1
         if calls["n"] == at and model.training:
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during this step
-        return original(model, batch, device, features)
+        return original(model, batch, device)
     monkeypatch.setattr(T, "_forward", interrupting_forward)
     with pytest.raises(KeyboardInterrupt):
         train(cfg(data, tmp_path / "int"))
@@ -90,7 +90,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
     b = load_checkpoint(str(tmp_path / "ref" / "last"))[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     logs = [[json.loads(line) for line in open(tmp_path / run / "log.jsonl")] for run in ("int", "ref")]
-    for got, want in zip(*logs):
+    for got, want in zip(*logs, strict=True):
         assert (got["loss"], got["batches"], got["skipped"]) == (want["loss"], 3, 0)
 
 
@@ -100,8 +100,8 @@ def nan_at(monkeypatch, step: int) -> None:
 
     original, calls = T._forward, {"n": 0}
 
-    def forward(model, batch, device, features):
-        out = original(model, batch, device, features)
+    def forward(model, batch, device):
+        out = original(model, batch, device)
         if model.training:
             calls["n"] += 1
             if calls["n"] == step:

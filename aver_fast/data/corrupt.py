@@ -12,6 +12,22 @@ from .dataset import Summary, discover
 from .media import VideoSource, load_audio, write_video
 
 
+def _corrupted_frames(e, source: VideoSource, wave: np.ndarray, pool: list, chunk: int, cond, seed: tuple[int, int],
+                      sample_rate: int, audio_out: np.ndarray):
+    """The frames of video ``e`` with ``cond`` applied ``chunk`` frames at a time (RNG seeded by ``(*seed, chunk
+    index)``); each chunk's corrupted audio is written into ``audio_out`` as its frames are yielded."""
+    for ci, f0 in enumerate(range(0, e.frames, chunk)):
+        f1 = min(e.frames, f0 + chunk)
+        a0, a1 = int(round(f0 / e.fps * sample_rate)), int(round(f1 / e.fps * sample_rate))
+        piece = np.zeros(a1 - a0, dtype=np.float32)
+        avail = wave[a0:min(a1, wave.shape[0])]
+        piece[:avail.shape[0]] = avail
+        clip = cond(Clip(source.frames(np.arange(f0, f1)), piece, sample_rate, pool),
+                    np.random.default_rng([*seed, ci]))
+        audio_out[a0:a1] = clip.audio[:a1 - a0]
+        yield from clip.frames
+
+
 def corrupt_dataset(src: str, dst: str, condition: str, seed: int = 0, sample_rate: int = 44100,
                     chunk_seconds: float = 10.0, skip_bad: bool = False, log=print) -> Summary:
     """Apply ``condition`` to every video of ``src`` in ``chunk_seconds`` pieces (audio SNRs are per piece) and
@@ -32,20 +48,9 @@ def corrupt_dataset(src: str, dst: str, condition: str, seed: int = 0, sample_ra
         n_samples = int(round(e.frames / e.fps * sample_rate))
         audio_out = np.zeros(n_samples, dtype=np.float32)
 
-        def frames():
-            for ci, f0 in enumerate(range(0, e.frames, chunk)):
-                f1 = min(e.frames, f0 + chunk)
-                a0, a1 = int(round(f0 / e.fps * sample_rate)), int(round(f1 / e.fps * sample_rate))
-                piece = np.zeros(a1 - a0, dtype=np.float32)
-                avail = wave[a0:min(a1, wave.shape[0])]
-                piece[:avail.shape[0]] = avail
-                clip = cond(Clip(source.frames(np.arange(f0, f1)), piece, sample_rate, pool),
-                            np.random.default_rng([seed, vi, ci]))
-                audio_out[a0:a1] = clip.audio[:a1 - a0]
-                yield from clip.frames
-
-        # write_video encodes the audio after the last frame, by which time frames() has filled audio_out
-        write_video(os.path.join(dst, "videos", e.name + ".mp4"), frames(), e.fps, audio_out, sample_rate)
+        frames = _corrupted_frames(e, source, wave, pool, chunk, cond, (seed, vi), sample_rate, audio_out)
+        # write_video encodes the audio after the last frame, by which time the frames have filled audio_out
+        write_video(os.path.join(dst, "videos", e.name + ".mp4"), frames, e.fps, audio_out, sample_rate)
         shutil.copyfile(e.annotation, os.path.join(dst, "annotations", e.name + ".txt"))
         log(f"{e.name}: {e.frames} frames -> {condition}")
     summary.videos = len(entries)

@@ -125,7 +125,7 @@ class Lighting:
     brightness: float = 0.2
     contrast: float = 0.7
 
-    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+    def __call__(self, clip: Clip, _rng: np.random.Generator) -> Clip:
         x = clip.frames.astype(np.float32)
         mean = x.mean()
         x = (x - mean) * self.contrast + mean + 255.0 * self.brightness
@@ -138,7 +138,7 @@ class Blur:
 
     sigma: float = 2.0
 
-    def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
+    def __call__(self, clip: Clip, _rng: np.random.Generator) -> Clip:
         radius = max(1, int(3 * self.sigma))
         k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.sigma) ** 2)
         k /= k.sum()

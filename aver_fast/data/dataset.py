@@ -113,7 +113,8 @@ def discover(root: str | os.PathLike, names: list[str] | None = None, annotation
             labels = read_va(ann)
             media = _media_for(name, videos_dir, frames_dir)
             if media is None:
-                raise MediaError(os.path.join(videos_dir, name + ".mp4"), "no video or frame folder for this annotation")
+                raise MediaError(os.path.join(videos_dir, name + ".mp4"),
+                                 "no video or frame folder for this annotation")
             source = VideoSource(media)
             n = len(source)
             if abs(n - len(labels)) > length_tolerance:

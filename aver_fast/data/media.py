@@ -175,8 +175,9 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio: np.ndarray |
                 sample_rate: int = 44100) -> None:
     """Write an H.264 mp4 (PyAV) from an iterable of uint8 ``(H, W, 3)`` frames, with an AAC mono track when
     ``audio`` is given. Written to a temporary name and renamed, so a failure leaves no partial file."""
-    import av
     from fractions import Fraction
+
+    import av
 
     path = str(path)
     tmp = path + ".partial.mp4"

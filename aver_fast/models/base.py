@@ -9,7 +9,6 @@ from ..nn.r2plus1d import R2Plus1D18
 from ..ops._validation import check_tensor
 from .config import AVERConfig
 
-
 INFERENCE_CLIPS = 4  # clips per video-backbone call without gradients (peak memory; the same speed on CPU)
 
 
@@ -58,7 +57,7 @@ class AVModel(nn.Module):
                                  f"{tuple(video.shape)}, audio shape {tuple(audio.shape)}); prepare inputs with the "
                                  "AlignmentConfig that matches the preset")
         _check_batch(video, audio, "video", "audio")
-        b, l = video.shape[:2]
+        b, steps = video.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
             clips = video.flatten(0, 1)
             if torch.is_grad_enabled():
@@ -66,8 +65,8 @@ class AVModel(nn.Module):
             else:  # inference: a few clips at a time bounds the activations' memory, whatever B*L is
                 fmap = torch.cat([self.video_backbone.forward_map(c) for c in clips.split(INFERENCE_CLIPS)])
             fmap = fmap.mean(dim=2)  # (B*L, C, H', W')
-            regions = fmap.flatten(2).transpose(1, 2).reshape(b, l, -1, fmap.shape[1])
-            a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, l, -1)
+            regions = fmap.flatten(2).transpose(1, 2).reshape(b, steps, -1, fmap.shape[1])
+            a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, steps, -1)
         return regions, a
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ class AudioResNet18(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_planes = widths[0]
-        for i, (w, n) in enumerate(zip(widths, blocks)):
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             stride = 1 if i == 0 else 2
             layer = [BasicBlock2d(in_planes, w, stride)] + [BasicBlock2d(w, w) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
@@ -56,7 +56,8 @@ class AudioResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"spectrograms must be (N, {self.in_channels}, n_mels, frames), got shape {tuple(x.shape)}")
+            raise ValueError(f"spectrograms must be (N, {self.in_channels}, n_mels, frames), "
+                             f"got shape {tuple(x.shape)}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         h = self.avgpool(x).flatten(1)

@@ -56,7 +56,7 @@ class R2Plus1D18(nn.Module):
             nn.Conv3d(stem_mid, widths[0], (3, 1, 1), 1, (1, 0, 0), bias=False), nn.BatchNorm3d(widths[0]),
             nn.ReLU(inplace=True))
         in_planes = widths[0]
-        for i, (w, n) in enumerate(zip(widths, blocks)):
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             stride = 1 if i == 0 else 2
             layer = [BasicBlock3d(in_planes, w, stride)] + [BasicBlock3d(w, w) for _ in range(n - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*layer))

@@ -41,7 +41,8 @@ class TLAB(nn.Module):
         self.tcn = TCN(dim, tcn_channels, tcn_kernel_size, tcn_dilation, dropout) if use_tcn else None
         kv_dim = tcn_channels[-1] if use_tcn else dim
         if use_tcn and not use_attention and kv_dim != dim:
-            raise ValueError(f"without attention the TCN output ({kv_dim}) is added to the input and must equal dim={dim}")
+            raise ValueError(f"without attention the TCN output ({kv_dim}) is added to the input and must equal "
+                             f"dim={dim}")
         if use_lstm:
             hidden = max(dim // 2, 1)
             self.lstm = nn.LSTM(dim, hidden, lstm_layers, batch_first=True, bidirectional=True,
@@ -60,8 +61,8 @@ class TLAB(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, l, _ = x.shape
-        return x.view(b, l, self.num_heads, -1).transpose(1, 2)  # (B, H, L, dim/H)
+        b, steps, _ = x.shape
+        return x.view(b, steps, self.num_heads, -1).transpose(1, 2)  # (B, H, L, dim/H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_sequence("x", x, self.dim)

@@ -23,12 +23,12 @@ def reference_grads(forward: Callable[..., Sequence[torch.Tensor]], inputs: Sequ
 
     ``needs[i]`` says whether input ``i`` wants a gradient; outputs whose gradient is None are left out.
     """
-    wanted = [t for t, need in zip(inputs, needs) if need]
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     if not wanted:
         return [None] * len(inputs)
     with torch.enable_grad():
         outs = forward(*inputs)
-        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+        pairs = [(o, g) for o, g in zip(outs, grads, strict=True) if g is not None]
         got = torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
                                   allow_unused=True)
     it = iter(got)

@@ -47,7 +47,8 @@ def _load() -> str | None:
     try:
         from .. import _C  # noqa: F401
     except ImportError as e:  # not built, or built against another torch
-        return _source_tree_shadowing() or f"the compiled extension aver_fast._C could not be loaded ({e}); {BUILD_HINT}"
+        return _source_tree_shadowing() or \
+            f"the compiled extension aver_fast._C could not be loaded ({e}); {BUILD_HINT}"
     return None
 
 

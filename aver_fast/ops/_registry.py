@@ -35,8 +35,8 @@ class Backend:
     name: str
     fn: Callable
     available: Callable[[], str | None] = lambda: None
-    supports: Callable[[torch.device, torch.dtype], str | None] = lambda device, dtype: None
-    accepts: Callable[..., str | None] = lambda *args: None
+    supports: Callable[[torch.device, torch.dtype], str | None] = lambda *_: None
+    accepts: Callable[..., str | None] = lambda *_: None
     auto_devices: tuple[str, ...] | None = None  # device types where automatic selection may pick it (None = all)
 
 

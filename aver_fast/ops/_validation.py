@@ -26,7 +26,7 @@ def check_tensor(name: str, t: object, min_dim: int = 1) -> torch.Tensor:
 def check_same(names: Sequence[str], tensors: Sequence[torch.Tensor]) -> None:
     """All tensors share dtype and device."""
     first_name, first = names[0], tensors[0]
-    for name, t in zip(names[1:], tensors[1:]):
+    for name, t in zip(names[1:], tensors[1:], strict=True):
         if t.dtype != first.dtype:
             raise TypeError(f"{name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}; they must match")
         if t.device != first.device:
@@ -41,15 +41,6 @@ def check_scale(scale: float | None, default: float) -> float:
     if not (scale > 0.0 and scale < float("inf")):
         raise ValueError(f"scale must be a finite positive number, got {scale}")
     return scale
-
-
-def broadcast_batch(names: Sequence[str], tensors: Sequence[torch.Tensor], tail: int) -> torch.Size:
-    """Broadcast the leading (batch) dims of ``tensors``, excluding the last ``tail`` dims of each."""
-    try:
-        return torch.broadcast_shapes(*(t.shape[:-tail] for t in tensors))
-    except RuntimeError:
-        shapes = ", ".join(f"{n}{tuple(t.shape)}" for n, t in zip(names, tensors))
-        raise ValueError(f"batch dimensions do not broadcast: {shapes}") from None
 
 
 def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -29,7 +29,8 @@ def hz_to_mel(f: torch.Tensor, mel_scale: str = "slaney") -> torch.Tensor:
         return 2595.0 * torch.log10(1.0 + f / 700.0)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return torch.where(f >= min_log_hz, min_log_mel + torch.log(f.clamp(min=min_log_hz) / min_log_hz) / logstep, f / f_sp)
+    log_part = min_log_mel + torch.log(f.clamp(min=min_log_hz) / min_log_hz) / logstep
+    return torch.where(f >= min_log_hz, log_part, f / f_sp)
 
 
 def mel_to_hz(m: torch.Tensor, mel_scale: str = "slaney") -> torch.Tensor:
@@ -152,7 +153,8 @@ def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
 
 
-def _constants(p: MelParams, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _constants(p: MelParams, dtype: torch.dtype,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-setting constants, cached (and constants to torch.compile): the Hann window of ``win_length``, the same
     zero-padded (centred) to ``n_fft``, and the ``(n_freqs, n_mels)`` filterbank."""
     return _cached_constants(p.sample_rate, p.n_fft, p.win_length, p.n_mels, p.f_min, p.f_max, p.mel_scale, p.norm,

@@ -112,7 +112,7 @@ def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def _(q, k, v, scale):
     from ..kernels import tlab_attention as kernel
     n, L, D = q.shape
-    if kernel.use_short_path(L, D):
+    if kernel.use_short_path(L):
         return q.new_empty(q.shape), q.new_empty(0), q.new_empty(0, dtype=torch.float32), \
             q.new_empty(0, dtype=torch.float32)
     return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty((n, L), dtype=torch.float32), \

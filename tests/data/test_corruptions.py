@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from aver_fast.data import Clip, parse_condition
-from aver_fast.data.corruptions import AdditiveNoise, Blur, DropFrames, Occlusion, pink_noise
+from aver_fast.data.corruptions import (
+    AdditiveNoise,
+    Blur,
+    DropFrames,
+    Occlusion,
+    pink_noise,
+)
 
 
 def clip(rng, n=16000, t=12):

@@ -6,8 +6,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from aver_fast.data import (AffWild2Dataset, AlignmentConfig, MediaError, parse_condition, read_split_list, read_va,
-                            split_videos, write_va)
+from aver_fast.data import (
+    AffWild2Dataset,
+    AlignmentConfig,
+    MediaError,
+    parse_condition,
+    read_split_list,
+    read_va,
+    split_videos,
+    write_va,
+)
 
 TINY = AlignmentConfig.tiny()
 
@@ -40,7 +48,7 @@ def test_deterministic_and_safe_with_worker_processes(synth_root):
     assert torch.equal(a["audio"], ds[3]["audio"]) and torch.equal(a["video"], ds[3]["video"])
     serial = list(DataLoader(ds, batch_size=3, num_workers=0))
     parallel = list(DataLoader(ds, batch_size=3, num_workers=2, timeout=120))  # a hang fails instead of waiting
-    for s, p in zip(serial, parallel):
+    for s, p in zip(serial, parallel, strict=True):
         assert torch.equal(s["video"], p["video"]) and torch.equal(s["audio"], p["audio"])
         assert torch.equal(s["target"], p["target"]) and s["video_name"] == p["video_name"]
     other_seed = AffWild2Dataset(synth_root, config=TINY, condition=ds.condition, seed=8)[3]

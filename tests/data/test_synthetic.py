@@ -6,7 +6,13 @@ import numpy as np
 import torch
 
 from aver_fast.cli import main
-from aver_fast.data import AffWild2Dataset, AlignmentConfig, VideoSource, load_audio, read_va
+from aver_fast.data import (
+    AffWild2Dataset,
+    AlignmentConfig,
+    VideoSource,
+    load_audio,
+    read_va,
+)
 
 
 def test_files_layout_and_labels(synth_root):

@@ -7,6 +7,7 @@ import aver_fast
 from aver_fast.kernels import jca_correlation as kernel
 from aver_fast.ops.jca_correlation import jca_correlation_ref
 
+from .._ids import dtype_id
 from ..ops._parity import assert_parity
 from ._device import DEVICE, TRITON_DTYPES
 
@@ -14,8 +15,8 @@ from ._device import DEVICE, TRITON_DTYPES
 SHAPES = [(1, 2, 16, 16, 24, 40), (2, 3, 7, 5, 9, 33), (1, 1, 1, 1, 3, 2), (2, 2, 70, 33, 20, 70)]
 
 
-@pytest.mark.parametrize("dtype", TRITON_DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("dtype", TRITON_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "G{}-N{}-Lx{}-Lj{}-C{}-D{}".format(*s))
 def test_kernel_parity(shape, dtype):
     G, N, Lx, Lj, C, D = shape
     x, w, j = torch.randn(G, N, Lx, C, dtype=torch.float64), torch.randn(G, C, D, dtype=torch.float64) / C ** 0.5, \
@@ -51,7 +52,7 @@ def test_public_api_and_pair_launch_match_two_single_calls():
     (s_a.sum() + s_v.square().sum()).backward()
     torch.testing.assert_close(c_a, s_a)
     torch.testing.assert_close(c_v, s_v)
-    for got, t in zip(pair_grads, (a, w_a, v, w_v, j)):
+    for got, t in zip(pair_grads, (a, w_a, v, w_v, j), strict=True):
         torch.testing.assert_close(got, t.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(c_a.cpu().double(), jca_correlation_ref(a.detach().cpu().double(),
                                                                        w_a.detach().cpu().double(),
@@ -76,4 +77,4 @@ def test_deterministic():
     o1, o2 = kernel.forward(x, w, j, 0.1), kernel.forward(x, w, j, 0.1)
     assert torch.equal(o1, o2)
     assert all(torch.equal(a, b) for a, b in zip(kernel.backward(g, o1, x, w, j, 0.1),
-                                                 kernel.backward(g, o2, x, w, j, 0.1)))
+                                                 kernel.backward(g, o2, x, w, j, 0.1), strict=True))

@@ -5,6 +5,7 @@ import torch
 import aver_fast
 from aver_fast.ops.log_mel import log_mel_ref
 
+from .._ids import dtype_id, settings_id
 from ._device import DEVICE
 
 CASES = [
@@ -22,7 +23,7 @@ def check(out, ref, tol):
     assert out.shape == ref.shape and err <= tol, f"max dB-relative error {err:.2e} > {tol}"
 
 
-@pytest.mark.parametrize("case, samples", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("case, samples", CASES, ids=[f"{settings_id(c)}-S{n}" for c, n in CASES])
 @pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
 def test_parity_float32(case, samples):
     x = torch.randn(3, samples, dtype=torch.float64) * torch.linspace(1e-3, 1.0, samples, dtype=torch.float64)
@@ -31,7 +32,7 @@ def test_parity_float32(case, samples):
     check(out, log_mel_ref(x, **case), 1e-4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=dtype_id)
 def test_half_inputs_are_computed_in_float32(dtype):
     case = CASES[0][0]
     x = torch.randn(2, 1001).to(dtype)

@@ -9,6 +9,7 @@ import aver_fast
 from aver_fast.kernels import tlab_attention as kernel
 from aver_fast.ops.tlab_attention import tlab_attention_ref
 
+from .._ids import dtype_id
 from ..ops._parity import assert_parity
 from ._device import DEVICE, TRITON_DTYPES
 
@@ -29,11 +30,11 @@ def check(shape, dtype, short, scale=None):
     grads = kernel.backward(g.to(DEVICE, dtype), *args, out, u, lse_u, lse_o, s)
     assert (u.numel() == 0) == short
     assert_parity("out", out.cpu(), ref, same)
-    for name, got, l64, ls in zip(("dq", "dk", "dv"), grads, leaves64, leaves):
+    for name, got, l64, ls in zip(("dq", "dk", "dv"), grads, leaves64, leaves, strict=True):
         assert_parity(name, got.cpu(), l64.grad, ls.grad)
 
 
-@pytest.mark.parametrize("dtype", TRITON_DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", TRITON_DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("short", [True, False], ids=["short", "long"])
 def test_kernel_parity(shape, dtype, short):
@@ -64,7 +65,7 @@ def test_deterministic():
         b = kernel.forward(*args, 0.2, short=short)
         assert torch.equal(a[0], b[0])
         assert all(torch.equal(x, y) for x, y in zip(kernel.backward(g, *args, *a, 0.2),
-                                                     kernel.backward(g, *args, *b, 0.2)))
+                                                     kernel.backward(g, *args, *b, 0.2), strict=True))
 
 
 def test_large_logits_are_finite():

@@ -4,10 +4,11 @@ import torch
 
 from aver_fast import AVER, AVERConfig
 
+from .._ids import dtype_id
 from ..ops._parity import require_cpp
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
 def test_aver_fusion_cpp_matches_reference(dtype, monkeypatch):
     require_cpp()
     c = AVERConfig.tiny(dropout=0.0)
@@ -20,7 +21,8 @@ def test_aver_fusion_cpp_matches_reference(dtype, monkeypatch):
         model.zero_grad()
         out = model.forward_features(v, a)
         out.square().sum().backward()
-        results[backend] = (out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[backend] = (out.detach(), grads)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(results["cpp"][0], results["reference"][0], **tol)
     assert results["cpp"][1].keys() == results["reference"][1].keys()

@@ -29,7 +29,7 @@ def test_global_local_differs_from_cross():
     (dict(use_lstm=False), ["lstm", "lstm_proj"]),
     (dict(use_attention=False), ["w_q", "w_k", "w_v", "w_o"]),
     (dict(use_tcn=False, use_lstm=False, use_attention=False), ["tcn", "lstm", "w_q"]),
-])
+], ids=["no-tcn", "no-lstm", "no-attention", "none"])
 def test_ablation_flags_remove_parts(flags, absent):
     full = TLAB(16)
     m = TLAB(16, **flags)

@@ -16,9 +16,9 @@ def tlab_inputs(shape, dtype=torch.float64):
 
 
 def jca_inputs(shape, dtype=torch.float64):
-    b, l, c, d = shape
-    return (torch.randn(b, l, c, dtype=dtype, requires_grad=True), torch.randn(c, d, dtype=dtype, requires_grad=True),
-            torch.randn(b, l, d, dtype=dtype, requires_grad=True))
+    b, steps, c, d = shape
+    shapes = ((b, steps, c), (c, d), (b, steps, d))  # x, w, j
+    return tuple(torch.randn(s, dtype=dtype, requires_grad=True) for s in shapes)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
@@ -66,7 +66,7 @@ def test_cpp_gradient_penalty_matches_reference(op):
         first = torch.autograd.grad(out.square().sum(), leaves, create_graph=True)
         penalty = sum(g.square().sum() for g in first)
         grads[backend] = torch.autograd.grad(penalty, leaves)
-    for a, b in zip(grads["cpp"], grads["reference"]):
+    for a, b in zip(grads["cpp"], grads["reference"], strict=True):
         assert a is not None
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
@@ -103,5 +103,5 @@ def test_triton_double_backward_matches_reference(op):
         out = call(*leaves, backend=backend)
         first = torch.autograd.grad(out.square().sum(), leaves, create_graph=True)
         grads[backend] = torch.autograd.grad(sum(g.square().sum() for g in first), leaves)
-    for a, b in zip(grads["triton"], grads["reference"]):
+    for a, b in zip(grads["triton"], grads["reference"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

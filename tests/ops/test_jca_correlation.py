@@ -29,7 +29,7 @@ def test_batched_and_rectangular():
     (lambda x, w, j: (x, w, j[:1]), "batch dims"),
     (lambda x, w, j: (x.int(), w, j), "x must be a floating-point"),
     (lambda x, w, j: (x, w.double(), j), "w has dtype"),
-])
+], ids=["w-rows", "j-cols", "w-3d", "batch", "x-int", "w-fp64"])
 def test_bad_inputs_name_the_argument(args, match):
     x, w, j = torch.randn(2, 5, 6), torch.randn(6, 4), torch.randn(2, 5, 4)
     with pytest.raises((TypeError, ValueError), match=match):

@@ -1,11 +1,13 @@
 """Fast backends of jca_correlation against the reference: outputs, gradients, gradcheck, edge cases."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aver_fast
 from aver_fast.ops.jca_correlation import jca_correlation_ref
 
+from .._ids import dtype_id
 from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp
 
 # (batch, Lx, Lj, C, D): the paper's (16, 16, 16, 512, 1024) in small, odd sizes and rectangles
@@ -31,7 +33,7 @@ def run_case(batch, lx, lj, c, d, dtype, scale=None, mag=1.0):
         assert_parity(name, leaves[2][i].grad, leaves[0][i].grad, leaves[1][i].grad)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s)))
 def test_cpp_parity(shape, dtype):
     require_cpp()
@@ -39,7 +41,8 @@ def test_cpp_parity(shape, dtype):
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-def test_cpp_parity_every_isa(isa, restore_isa):
+@pytest.mark.usefixtures("restore_isa")
+def test_cpp_parity_every_isa(isa):
     if isa not in cpu_isas():
         pytest.skip(f"this CPU cannot run {isa}")
     aver_fast.ops._ext.set_cpu_isa(isa)
@@ -100,7 +103,8 @@ def test_op_gradient_through_its_xw_output():
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 48), st.integers(1, 48),
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.integers(1, 40), st.integers(1, 48),
+       st.integers(1, 48),
        st.floats(0.01, 2.0), st.sampled_from(DTYPES))
 def test_cpp_property_random_shapes(seed, n, lx, lj, c, d, scale, dtype):
     require_cpp()

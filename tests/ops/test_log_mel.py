@@ -7,6 +7,8 @@ import torch
 import aver_fast
 from aver_fast.ops.log_mel import mel_filterbank
 
+from .._ids import settings_id
+
 
 # ------------------------------------------------------------------ an independent float64 numpy implementation
 def np_hz_to_mel(f, htk):
@@ -124,7 +126,7 @@ def test_half_precision_input():
     (dict(norm="l2"), "norm"),
     (dict(pad_mode="wrap"), "pad_mode"),
     (dict(top_db=-1.0), "top_db"),
-])
+], ids=lambda v: settings_id(v) if isinstance(v, dict) else "")
 def test_bad_settings_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         aver_fast.log_mel(torch.randn(8000), **kwargs)

@@ -1,12 +1,14 @@
 """Fast backends of log_mel against the float64 reference (within 1e-4 dB-relative in float32)."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aver_fast
 from aver_fast.ops import _registry
 from aver_fast.ops.log_mel import log_mel_ref, make_params
 
+from .._ids import dtype_id, settings_id
 from ._parity import DTYPES, cpu_isas, require_cpp
 
 CASES = [
@@ -29,8 +31,9 @@ def check(out, ref):
     assert err <= 1e-4, f"max dB-relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case, samples", list(zip(CASES, SAMPLES)), ids=[f"case{i}" for i in range(len(CASES))])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("case, samples", list(zip(CASES, SAMPLES, strict=True)),
+                         ids=[f"{settings_id(c)}-S{n}" for c, n in zip(CASES, SAMPLES, strict=True)])
 @pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
 def test_cpp_parity(case, samples, dtype):
     require_cpp()
@@ -40,7 +43,8 @@ def test_cpp_parity(case, samples, dtype):
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-def test_cpp_parity_every_isa(isa, restore_isa):
+@pytest.mark.usefixtures("restore_isa")
+def test_cpp_parity_every_isa(isa):
     if isa not in cpu_isas():
         pytest.skip(f"this CPU cannot run {isa}")
     aver_fast.ops._ext.set_cpu_isa(isa)
@@ -91,7 +95,8 @@ def test_direct_op_call_checks():
 
 @pytest.mark.slow
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 2), st.sampled_from([16, 32, 64, 128, 256]), st.floats(0.3, 1.0), st.integers(1, 100),
+@given(st.integers(0, 2**31 - 1), st.integers(1, 2), st.sampled_from([16, 32, 64, 128, 256]), st.floats(0.3, 1.0),
+       st.integers(1, 100),
        st.integers(4, 24), st.integers(0, 3), st.booleans(), st.sampled_from(DTYPES), st.integers(0, 2000))
 @pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
 def test_cpp_property_random_settings(seed, batch, n_fft, win_frac, hop, n_mels, pad, center, dtype, extra):

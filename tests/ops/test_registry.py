@@ -20,7 +20,7 @@ def test_backends_report_names_the_choice_and_reasons():
     require_cpp()
     report = aver_fast.backends()
     assert set(report) == {"tlab_attention", "jca_correlation", "log_mel"}
-    for op, per_device in report.items():
+    for per_device in report.values():
         assert per_device["cpu"]["selected"] == "cpp"
         assert per_device["cpu"]["reasons"]["reference"] is None
         assert "CPU tensors only" in per_device["cuda"]["reasons"]["cpp"]
@@ -35,7 +35,8 @@ def test_keyword_and_environment_force_a_backend(backend, monkeypatch):
     assert _registry.select("tlab_attention", q.device, q.dtype, backend).name == backend
     monkeypatch.setenv("AVER_FAST_BACKEND", backend)
     assert _registry.select("tlab_attention", q.device, q.dtype).name == backend
-    torch.testing.assert_close(aver_fast.tlab_attention(q, q, q), aver_fast.tlab_attention(q, q, q, backend="reference"))
+    expected = aver_fast.tlab_attention(q, q, q, backend="reference")
+    torch.testing.assert_close(aver_fast.tlab_attention(q, q, q), expected)
 
 
 def test_unavailable_explicit_backend_raises(monkeypatch):

@@ -5,8 +5,10 @@ import torch.nn.functional as F
 import aver_fast
 from aver_fast.ops.tlab_attention import tlab_attention_ref
 
+from .._ids import shape_id
 
-@pytest.mark.parametrize("shape", [(1, 4), (7, 8), (2, 3, 16, 60), (2, 2, 33, 64)], ids=str)
+
+@pytest.mark.parametrize("shape", [(1, 4), (7, 8), (2, 3, 16, 60), (2, 2, 33, 64)], ids=shape_id)
 def test_ref_equals_two_chained_sdpa(shape):
     q, k, v = (torch.randn(shape, dtype=torch.float64) for _ in range(3))
     u = F.scaled_dot_product_attention(k, q, v)

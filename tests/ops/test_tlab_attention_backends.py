@@ -1,16 +1,18 @@
 """Fast backends of tlab_attention against the reference: outputs, gradients, gradcheck, edge cases."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aver_fast
 from aver_fast.ops.tlab_attention import tlab_attention_ref
 
+from .._ids import dtype_id
 from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp
 
 LS = [1, 7, 16, 33, 128, 257]
 DS = [8, 60, 64, 256]
-SHAPES = [(2, l, d) for l in LS for d in DS] + [(l, d) for l, d in [(7, 60), (33, 8)]] + [(2, 3, 16, 64), (1, 2, 1, 8)]
+SHAPES = [(2, n, d) for n in LS for d in DS] + [(7, 60), (33, 8)] + [(2, 3, 16, 64), (1, 2, 1, 8)]
 
 
 def run_case(shape, dtype, backend, scale=None, make=torch.randn):
@@ -30,7 +32,7 @@ def run_case(shape, dtype, backend, scale=None, make=torch.randn):
         assert_parity(name, a.grad, b.grad, c.grad)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_cpp_parity(shape, dtype):
     require_cpp()
@@ -38,7 +40,8 @@ def test_cpp_parity(shape, dtype):
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-def test_cpp_parity_every_isa(isa, restore_isa):
+@pytest.mark.usefixtures("restore_isa")
+def test_cpp_parity_every_isa(isa):
     if isa not in cpu_isas():
         pytest.skip(f"this CPU cannot run {isa}")  # the other ISAs of this CPU still run
     aver_fast.ops._ext.set_cpu_isa(isa)
@@ -63,7 +66,7 @@ def test_cpp_non_contiguous_inputs():
     torch.testing.assert_close(aver_fast.tlab_attention(q, k, v, backend="cpp"), tlab_attention_ref(q, k, v))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_cpp_large_logits_are_finite_and_match(dtype):
     require_cpp()
     q, k = (torch.randn(2, 9, 16, dtype=torch.float64) * 1e2 for _ in range(2))  # logits ~ 1e4
