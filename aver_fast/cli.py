@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "extract-features":
         from .features import extract_features
         from .train import TrainConfig
-        cfg = TrainConfig(preset=args.preset, fusion=args.fusion, features="cache",
-                          video_weights=args.video_weights or "", audio_weights=args.audio_weights or "")
+        cfg = TrainConfig(preset=args.preset, fusion=args.fusion, video_weights=args.video_weights or "",
+                          audio_weights=args.audio_weights or "")
         try:
             weights = None
             if args.backbones:
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             elif cfg.video_weights or cfg.audio_weights:
                 from .train import build_model
                 weights = build_model(cfg).state_dict()
-            extract_features(args.data, args.out, cfg.model_config(), cfg.alignment(args.stride), args.fusion,
-                             weights)
+            extract_features(args.data, args.out, cfg.model_config(freeze_backbones=True), cfg.alignment(args.stride),
+                             args.fusion, weights)
         except (ValueError, OSError) as e:
             print(f"aver-fast extract-features: {e}", file=sys.stderr)
             return 2

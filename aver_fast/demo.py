@@ -14,7 +14,7 @@ import torch
 from .checkpoint import save_checkpoint
 from .data import AffWild2Dataset, AlignmentConfig, make_synthetic, parse_condition, split_videos
 from .evaluate import predict_frames
-from .metrics import CCCLoss, ccc
+from .metrics import CCCLoss, va_ccc
 from .models import MODELS, AVERConfig
 from .predict import plot
 from .train import TrainConfig
@@ -35,9 +35,7 @@ def step_ccc(model: torch.nn.Module, data: dict) -> dict:
     model.eval()
     with torch.no_grad():
         pred = model(data["video"], data["audio"])
-    m = data["mask"]
-    v, a = (ccc(pred[..., i][m], data["target"][..., i][m]).item() for i in range(2))
-    return {"valence": v, "arousal": a, "mean": (v + a) / 2}
+    return va_ccc(pred, data["target"], data["mask"])
 
 
 def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 16, seed: int = 0,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
 from .data import AffWild2Dataset, parse_condition
-from .metrics import ccc
+from .metrics import INVALID_LABEL, va_ccc
 from .models import MODELS
 from .train import TrainConfig
 
@@ -71,12 +71,10 @@ def score(preds: dict, post: bool) -> dict:
         if post:
             p = p.clamp(-1, 1)
             p = torch.stack([moving_average(p[:, 0], 20), moving_average(p[:, 1], 50)], dim=1)
-        valid = (rec["labels"] != -5).all(dim=1) & torch.isfinite(p).all(dim=1)
+        valid = (rec["labels"] != INVALID_LABEL).all(dim=1) & torch.isfinite(p).all(dim=1)
         ps.append(p[valid])
         ts.append(rec["labels"][valid])
-    p, t = torch.cat(ps), torch.cat(ts)
-    v, a = ccc(p[:, 0], t[:, 0]).item(), ccc(p[:, 1], t[:, 1]).item()
-    return {"valence": v, "arousal": a, "mean": (v + a) / 2}
+    return va_ccc(torch.cat(ps), torch.cat(ts))
 
 
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,

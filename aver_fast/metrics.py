@@ -54,6 +54,16 @@ def ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = No
     return out.squeeze(dims) if len(dims) else out
 
 
+def va_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
+    """``{"valence", "arousal", "mean"}``: the CCC of each of the two last-axis dimensions of ``(..., 2)``
+    predictions over all frames (those where ``mask (...)`` is True when given; ``-5`` targets excluded), and
+    their mean. The one place where evaluation results are built."""
+    def frames(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1) if mask is None else x[mask]
+    v, a = (ccc(frames(pred[..., i]), frames(target[..., i])).item() for i in range(2))
+    return {"valence": v, "arousal": a, "mean": (v + a) / 2}
+
+
 class CCCLoss(nn.Module):
     """``1 - (CCC_valence + CCC_arousal) / 2`` (paper Eq. 16).
 

@@ -8,6 +8,7 @@ import torch
 
 from .data import AffWild2Dataset
 from .evaluate import BATCH_SIZE, load_model, predict_frames
+from .metrics import INVALID_LABEL
 
 
 def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None,
@@ -42,7 +43,7 @@ def plot(pred: torch.Tensor, gt: torch.Tensor | None, fps: float, stem: str) -> 
     ax.plot(t, pred[:, 1], color="tab:orange", label="arousal")
     if gt is not None:
         g = gt.clone()
-        g[g == -5] = float("nan")
+        g[g == INVALID_LABEL] = float("nan")
         ax.plot(t, g[:, 0], "--", color="tab:blue", label="valence (truth)")
         ax.plot(t, g[:, 1], "--", color="tab:orange", label="arousal (truth)")
     ax.set(xlabel="time (s)", ylabel="score", ylim=(-1.05, 1.05))
@@ -56,7 +57,7 @@ def plot(pred: torch.Tensor, gt: torch.Tensor | None, fps: float, stem: str) -> 
     ax.axvline(0, color="grey", lw=0.5)
     ax.plot(pred[:, 0], pred[:, 1], color="tab:purple", lw=1, label="prediction")
     if gt is not None:
-        ok = (gt != -5).all(dim=1)
+        ok = (gt != INVALID_LABEL).all(dim=1)
         ax.plot(gt[ok, 0], gt[ok, 1], "--", color="grey", lw=1, label="truth")
     ax.set(xlabel="valence", ylabel="arousal", xlim=(-1, 1), ylim=(-1, 1))
     ax.legend(fontsize=8)

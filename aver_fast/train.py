@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import load_checkpoint, remove_stale, save_checkpoint, set_rng_state
 from .data import AffWild2Dataset, AlignmentConfig, discover, split_videos
-from .metrics import CCCLoss, ccc
+from .metrics import CCCLoss, va_ccc
 from .models import MODELS, AVERConfig
 
 
@@ -71,10 +71,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def model_config(self) -> AVERConfig:
-        """The preset with the ablation flags; backbones frozen when training on cached features."""
+    def model_config(self, freeze_backbones: bool = False) -> AVERConfig:
+        """The preset with the ablation flags; backbones frozen when training on cached features (or asked)."""
         make = AVERConfig.paper if self.preset == "paper" else AVERConfig.tiny
-        extra = {"freeze_backbones": True} if self.features else {}
+        extra = {"freeze_backbones": True} if self.features or freeze_backbones else {}
         return make(use_tcn=self.use_tcn, use_lstm=self.use_lstm, use_attention=self.use_attention, **extra)
 
     def alignment(self, stride: int | None = None) -> AlignmentConfig:
@@ -216,9 +216,7 @@ def run_epoch_eval(model, loader, device, world: int) -> dict:
             preds.append(out.float().cpu())
             targets.append(batch["target"])
             masks.append(batch["mask"])
-    p, t, m = gather_predictions(torch.cat(preds), torch.cat(targets), torch.cat(masks), world)
-    v, a = (ccc(p[..., i][m], t[..., i][m]).item() for i in range(2))
-    return {"valence": v, "arousal": a, "mean": (v + a) / 2}
+    return va_ccc(*gather_predictions(torch.cat(preds), torch.cat(targets), torch.cat(masks), world))
 
 
 class OnFeatures(torch.nn.Module):

@@ -5,9 +5,8 @@ import os
 
 import numpy as np
 
+from ..metrics import INVALID_LABEL as INVALID
 from .errors import MediaError
-
-INVALID = -5.0
 
 
 def read_va(path: str | os.PathLike) -> np.ndarray:

@@ -44,7 +44,7 @@ def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float
     return check_scale(scale, w.shape[1] ** -0.5)
 
 
-def _compiled(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
+def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.jca_correlation`` on ``(N, L, C)`` / ``(N, L, D)`` views."""
     lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
     out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
@@ -53,7 +53,7 @@ def _compiled(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -
 
 
 _registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
-_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
 
 if _ext.LOADED:
     @torch.library.register_fake("aver_fast::jca_correlation")

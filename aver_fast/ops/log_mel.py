@@ -198,7 +198,7 @@ def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1
     return log_mel_ref_params(waveform, p)
 
 
-def _compiled(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
     _, window, fb = _constants(p, waveform.dtype, waveform.device)
     out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, waveform.shape[-1]), window, fb, p.hop_length, p.center,
@@ -219,7 +219,7 @@ def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
 
 
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
-_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
 
 def _no_setup(ctx, inputs, output) -> None:
     pass

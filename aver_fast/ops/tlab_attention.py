@@ -41,7 +41,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     return check_scale(scale, q.shape[-1] ** -0.5)
 
 
-def _compiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.tlab_attention`` on ``(N, L, D)`` views (the dispatcher picks CPU or CUDA)."""
     L, D = q.shape[-2:]
     out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
@@ -49,7 +49,7 @@ def _compiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -
 
 
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
-_registry.register(OP, _registry.Backend("cpp", _compiled, _ext.cpp_available, _ext.cpu_float32_64))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
 
 if _ext.LOADED:
     @torch.library.register_fake("aver_fast::tlab_attention")
