@@ -160,9 +160,11 @@ def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> 
 
 
 def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> str | None:
+    from ..kernels.tlab_attention import LONG_MAX_D, use_short_path  # lazily: importing it imports triton
+
     L, D = q.shape[-2:]
-    if L > 128 and D > 256:
-        return f"the long-sequence Triton path (L > 128) keeps a row of D <= 256 on chip (got L={L}, D={D})"
+    if not use_short_path(L) and D > LONG_MAX_D:
+        return f"the long-sequence Triton path keeps a row of D <= {LONG_MAX_D} on chip (got L={L}, D={D})"
     return None
 
 
