@@ -176,6 +176,8 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
         _switch_link(path, os.path.join(STORE, os.path.basename(final)))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.realpath(path) != final:  # renamed but never published
+            shutil.rmtree(final, ignore_errors=True)
         if e.errno == errno.ENOSPC:
             raise CheckpointError(f"no space left on device {_mount_point(run)} while writing {current}") from None
         raise CheckpointError(f"cannot write checkpoint file {current}: {e.strerror or e}") from None

@@ -412,11 +412,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
                       "batches": stats["batches"], "skipped": stats["skipped"], "lr": opt.param_groups[0]["lr"],
                       "val": metrics, "windows_per_s": seen / (time.perf_counter() - t0)}
             history.append(record)
-            if best is None or metrics["mean"] > best["mean"]:
-                if math.isfinite(metrics["mean"]):
-                    best = dict(metrics, epoch=epoch + 1)
-                    if main:
-                        save_checkpoint(os.path.join(cfg.out, "best"), model, state(epoch + 1, 0))
+            if math.isfinite(metrics["mean"]) and (best is None or metrics["mean"] > best["mean"]):
+                best = dict(metrics, epoch=epoch + 1)
+                if main:
+                    save_checkpoint(os.path.join(cfg.out, "best"), model, state(epoch + 1, 0))
             if main:
                 save_checkpoint(prefix, model, state(epoch + 1, 0))
                 with open(log_path, "a") as f:
