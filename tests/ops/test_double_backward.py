@@ -21,26 +21,24 @@ def jca_inputs(shape, dtype=torch.float64):
     return tuple(torch.randn(s, dtype=dtype, requires_grad=True) for s in shapes)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
-@pytest.mark.parametrize("shape", SHAPES["tlab"], ids=lambda s: "B{}-L{}-D{}".format(*s))
-def test_tlab_attention_gradgradcheck(backend, shape):
-    if backend == "cpp":
-        require_cpp()
-    inputs = tlab_inputs(shape)
-    fn = lambda q, k, v: aver_fast.tlab_attention(q, k, v, backend=backend)  # noqa: E731
-    assert gradcheck(fn, inputs)
-    assert gradgradcheck(fn, inputs)
+OPS = {"tlab": (tlab_inputs, aver_fast.tlab_attention), "jca": (jca_inputs, aver_fast.jca_correlation)}
+CASES = [(op, shape) for op in OPS for shape in SHAPES[op]]
+
+
+def case_id(case) -> str:
+    op, shape = case
+    return op + "-" + ("B{}-L{}-D{}" if op == "tlab" else "B{}-L{}-C{}-D{}").format(*shape)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
-@pytest.mark.parametrize("shape", SHAPES["jca"], ids=lambda s: "B{}-L{}-C{}-D{}".format(*s))
-def test_jca_correlation_gradgradcheck(backend, shape):
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_gradgradcheck_float64(backend, case):
     if backend == "cpp":
         require_cpp()
-    inputs = jca_inputs(shape)
-    fn = lambda x, w, j: aver_fast.jca_correlation(x, w, j, backend=backend)  # noqa: E731
-    assert gradcheck(fn, inputs)
-    assert gradgradcheck(fn, inputs)
+    op, shape = case
+    make, call = OPS[op]
+    assert gradcheck(lambda *t: call(*t, backend=backend), make(shape))
+    assert gradgradcheck(lambda *t: call(*t, backend=backend), make(shape))
 
 
 def test_jca_op_second_output_double_backward():
@@ -56,9 +54,8 @@ def test_cpp_gradient_penalty_matches_reference(op):
     """The case users meet: a gradient penalty ``|d out / d in|²`` backpropagated to the inputs (the issue's
     reproduction: cpp gave norm 25.8 against 39.8, or None)."""
     require_cpp()
-    make, call = (tlab_inputs, aver_fast.tlab_attention) if op == "tlab" else (jca_inputs, aver_fast.jca_correlation)
-    shape = SHAPES[op][0]
-    base = make(shape)
+    make, call = OPS[op]
+    base = make(SHAPES[op][0])
     grads = {}
     for backend in ("reference", "cpp"):
         leaves = [t.detach().clone().requires_grad_() for t in base]
@@ -95,7 +92,7 @@ def test_triton_double_backward_matches_reference(op):
     """Triton has no float64: its double backward (through the reference, in the input dtype) is compared with the
     reference's in float32 (on CPU in Triton's interpreter, as tests/conftest.py arranges)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    make, call = (tlab_inputs, aver_fast.tlab_attention) if op == "tlab" else (jca_inputs, aver_fast.jca_correlation)
+    make, call = OPS[op]
     base = make(SHAPES[op][0], torch.float32)
     grads = {}
     for backend in ("reference", "triton"):
