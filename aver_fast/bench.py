@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -167,44 +169,23 @@ def saved_bytes(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> 
 
 def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
     """AVER ``paper()`` fusion forward at batch 1 on cached features; returns its timing and the share of it spent
-    inside the three ops (measured by wrapping the selected backend functions)."""
+    inside the three ops (reported by the registry's :func:`~aver_fast.ops._registry.observe`)."""
     from .models import AVER, AVERConfig
     from .ops import _registry
 
     model = AVER(AVERConfig.paper()).eval()
     v, a = torch.randn(1, 16, 49, 512), torch.randn(1, 16, 512)
     spent = [0.0]
-    originals = {}
-    for op, entry in _registry._OPS.items():
-        for name, b in entry.backends.items():
-            originals[(op, name)] = b.fn
 
-            def timed(*args, _fn=b.fn):
-                t = time.perf_counter()
-                out = _fn(*args)
-                spent[0] += time.perf_counter() - t
-                return out
-            b.fn = timed
-    try:
-        with torch.no_grad():
-            run = lambda: model.forward_features(v, a)  # noqa: E731
-            import os
-            old = os.environ.get("AVER_FAST_BACKEND")
-            os.environ["AVER_FAST_BACKEND"] = backend
-            try:
-                timing = measure(run, min_time=0.5)
-                spent[0] = 0.0
-                for _ in range(repeats):
-                    run()
-                ops_time = spent[0] / repeats
-            finally:
-                if old is None:
-                    os.environ.pop("AVER_FAST_BACKEND", None)
-                else:
-                    os.environ["AVER_FAST_BACKEND"] = old
-    finally:
-        for (op, name), fn in originals.items():
-            _registry._OPS[op].backends[name].fn = fn
+    def record(_op: str, _backend: str, seconds: float) -> None:
+        spent[0] += seconds
+    run = lambda: model.forward_features(v, a)  # noqa: E731
+    with mock.patch.dict(os.environ, {_registry.ENV_VAR: backend}), torch.no_grad(), _registry.observe(record):
+        timing = measure(run, min_time=0.5)
+        spent[0] = 0.0
+        for _ in range(repeats):
+            run()
+        ops_time = spent[0] / repeats
     return timing, ops_time / timing.median
 
 

@@ -13,9 +13,12 @@ Selection for ``(op, device, dtype)``:
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -47,6 +50,32 @@ class OpEntry:
 
 
 _OPS: dict[str, OpEntry] = {}
+_OBSERVERS: list[Callable[[str, str, float], None]] = []
+
+
+@contextlib.contextmanager
+def observe(callback: Callable[[str, str, float], None]) -> Iterator[None]:
+    """Within the block, every op call that goes through :func:`select` reports ``callback(op, backend, seconds)``
+    (wall time of the backend function; benchmarks use it for the share of a model spent in the ops). Outside
+    such a block nothing is timed or wrapped."""
+    _OBSERVERS.append(callback)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(callback)
+
+
+def _observed(op: str, b: Backend) -> Backend:
+    if not _OBSERVERS:
+        return b
+
+    def timed(*args):
+        start = time.perf_counter()
+        out = b.fn(*args)
+        for callback in _OBSERVERS:
+            callback(op, b.name, time.perf_counter() - start)
+        return out
+    return dataclasses.replace(b, fn=timed)
 
 
 def register(op: str, backend: Backend) -> None:
@@ -87,13 +116,13 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
         if reason is not None:
             raise RuntimeError(f"aver_fast.{op}: backend {name!r} was requested but cannot run on "
                                f"{device.type}/{dtype}: {reason}")
-        return b
+        return _observed(op, b)
     for candidate in BACKENDS:
         b = entry.backends.get(candidate)
         if b is None or (b.auto_devices is not None and device.type not in b.auto_devices):
             continue
         if _why_not(b, device, dtype, args) is None:
-            return b
+            return _observed(op, b)
     raise AssertionError(f"no backend for {op}")  # unreachable: reference supports everything
 
 

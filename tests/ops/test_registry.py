@@ -93,3 +93,18 @@ def test_extension_built_for_another_torch_is_not_loaded():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+def test_observe_reports_each_op_call_and_wraps_nothing_outside():
+    q = torch.randn(2, 5, 8)
+    assert _registry.select("tlab_attention", q.device, q.dtype, "reference") is \
+        _registry._OPS["tlab_attention"].backends["reference"]  # no wrapper outside observe()
+    calls = []
+    with _registry.observe(lambda op, backend, seconds: calls.append((op, backend, seconds))):
+        out = aver_fast.tlab_attention(q, q, q, backend="reference")
+        aver_fast.jca_correlation(q, torch.randn(8, 4), torch.randn(2, 5, 4), backend="reference")
+    torch.testing.assert_close(out, aver_fast.tlab_attention(q, q, q, backend="reference"))
+    assert [(op, b) for op, b, _ in calls] == [("tlab_attention", "reference"), ("jca_correlation", "reference")]
+    assert all(s > 0 for _, _, s in calls)
+    aver_fast.tlab_attention(q, q, q)
+    assert len(calls) == 2 and not _registry._OBSERVERS
