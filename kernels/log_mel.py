@@ -16,8 +16,6 @@ import triton.language as tl
 
 from ._common import block
 
-PAD_MODES = ("reflect", "constant", "replicate", "circular")
-
 
 @triton.jit
 def _padded_index(idx, n, PAD_MODE: tl.constexpr):
@@ -88,9 +86,10 @@ def basis(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
 
 
 def forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int, center: bool,
-            pad_mode: str, top_db: float | None, dft: tuple | None = None) -> torch.Tensor:
+            pad_mode: int, top_db: float | None, dft: tuple | None = None) -> torch.Tensor:
     """waveform ``(B, samples)``, window ``(n_fft,)`` zero-padded, filterbank ``(n_fft//2+1, n_mels)`` -> dB
-    ``(B, n_mels, frames)``. ``dft`` is :func:`basis` of the window when the caller caches it."""
+    ``(B, n_mels, frames)``. ``pad_mode`` indexes ``aver_fast.ops.log_mel.PAD_MODES`` (the C++ kernel takes the
+    same index). ``dft`` is :func:`basis` of the window when the caller caches it."""
     waveform = waveform.contiguous()
     b, n = waveform.shape
     n_fft = window.shape[0]
@@ -102,7 +101,7 @@ def forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tens
     block_t = block(frames, hi=32)
     _log_mel_fwd[(b, triton.cdiv(frames, block_t))](
         waveform, cos, sin, fb, out, n, frames, hop_length, n_fft // 2 if center else 0, n_start, n_end, n_freqs,
-        n_mels, PAD_MODE=PAD_MODES.index(pad_mode), BLOCK_T=block_t, BLOCK_N=32, BLOCK_F=32,
+        n_mels, PAD_MODE=pad_mode, BLOCK_T=block_t, BLOCK_N=32, BLOCK_F=32,
         BLOCK_M=block(n_mels, hi=256))
     if top_db is not None:
         out = torch.maximum(out, out.amax(dim=(-2, -1), keepdim=True) - top_db)

@@ -19,7 +19,7 @@ from ._validation import check_tensor
 
 OP = "log_mel"
 AMIN = 1e-10
-PAD_MODES = ("reflect", "constant", "replicate", "circular")
+PAD_MODES = ("reflect", "constant", "replicate", "circular")  # index = the mode code of the C++ and Triton kernels
 
 
 # ------------------------------------------------------------------------------------------------ filterbank
@@ -269,7 +269,7 @@ def _triton_forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: to
                     center: bool, pad_mode: int, top_db: float | None) -> torch.Tensor:
     """``aver_fast.kernels.log_mel`` on ``(N, samples)``; the DFT basis is cached per (window, device)."""
     from ..kernels import log_mel as kernel
-    return kernel.forward(waveform, window, filterbank, hop_length, center, PAD_MODES[pad_mode], top_db,
+    return kernel.forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db,
                           _triton_basis(window))
 
 
