@@ -7,8 +7,6 @@ import torch
 import triton
 import triton.language as tl
 
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
 
 def block(n: int, lo: int = 16, hi: int = 128) -> int:
     """Power-of-two block covering ``n`` (at least ``lo``: tl.dot needs 16), capped at ``hi``."""

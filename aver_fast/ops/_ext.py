@@ -9,6 +9,8 @@ import warnings
 
 import torch
 
+from ._validation import HALF_DTYPES
+
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_INFO = os.path.join(PACKAGE_DIR, "_C_build.json")  # written by setup.py beside the extension
 BUILD_HINT = ("rebuild it against the installed torch: `pip install --no-build-isolation -e .` in a checkout, or "
@@ -94,7 +96,7 @@ def triton_available() -> str | None:
     return None
 
 
-TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+TRITON_DTYPES = (*HALF_DTYPES, torch.float32)
 
 
 def triton_device(device: torch.device, dtype: torch.dtype) -> str | None:

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+HALF_DTYPES = (torch.float16, torch.bfloat16)  # computed in float32 by the references
+FLOAT_DTYPES = (*HALF_DTYPES, torch.float32, torch.float64)
 
 
 def check_tensor(name: str, t: object, min_dim: int = 1) -> torch.Tensor:
@@ -45,6 +46,6 @@ def check_scale(scale: float | None, default: float) -> float:
 
 def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """float16/bfloat16 tensors as float32 (the references compute in float32 and cast the result back)."""
-    if ts[0].dtype in (torch.float16, torch.bfloat16):
+    if ts[0].dtype in HALF_DTYPES:
         return tuple(t.float() for t in ts)
     return ts

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _ext, _registry
-from ._validation import check_tensor
+from ._validation import check_tensor, upcast_half
 
 OP = "log_mel"
 AMIN = 1e-10
@@ -175,7 +175,7 @@ def _cached_constants(sample_rate: int, n_fft: int, win_length: int, n_mels: int
 
 def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``."""
-    x = waveform.float() if waveform.dtype in (torch.float16, torch.bfloat16) else waveform
+    (x,) = upcast_half(waveform)
     lead = x.shape[:-1]
     x = x.reshape(-1, x.shape[-1])
     window, _, fb = _constants(p, x.dtype, x.device)
