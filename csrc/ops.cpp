@@ -13,7 +13,7 @@ TORCH_LIBRARY(aver_fast, m) {
   m.def("jca_correlation_backward(Tensor grad, Tensor out, Tensor xw, Tensor x, Tensor w, Tensor j, float scale) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("log_mel(Tensor waveform, Tensor window, Tensor filterbank, int hop_length, bool center, int pad_mode, "
-        "float? top_db) -> Tensor");
+        "float? top_db, int frames) -> Tensor");
   m.def("set_cpu_isa(str name) -> str", [](std::string name) { return aver_fast_cpu::set_cpu_isa(name); });
   m.def("cpu_isa() -> str", []() { return std::string(aver_fast_cpu::cpu_kernels().name); });
 }

@@ -86,15 +86,15 @@ def basis(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
 
 
 def forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int, center: bool,
-            pad_mode: int, top_db: float | None, dft: tuple | None = None) -> torch.Tensor:
+            pad_mode: int, top_db: float | None, frames: int, dft: tuple | None = None) -> torch.Tensor:
     """waveform ``(B, samples)``, window ``(n_fft,)`` zero-padded, filterbank ``(n_fft//2+1, n_mels)`` -> dB
-    ``(B, n_mels, frames)``. ``pad_mode`` indexes ``aver_fast.ops.log_mel.PAD_MODES`` (the C++ kernel takes the
-    same index). ``dft`` is :func:`basis` of the window when the caller caches it."""
+    ``(B, n_mels, frames)``. ``pad_mode`` indexes ``aver_fast.ops.log_mel.PAD_MODES`` and ``frames`` is
+    ``aver_fast.ops.log_mel.num_frames`` (the op layer decides both, for every backend). ``dft`` is :func:`basis`
+    of the window when the caller caches it."""
     waveform = waveform.contiguous()
     b, n = waveform.shape
     n_fft = window.shape[0]
     n_freqs, n_mels = filterbank.shape
-    frames = 1 + n // hop_length if center else 1 + (n - n_fft) // hop_length
     cos, sin, n_start, n_end = dft if dft is not None else basis(window)
     fb = filterbank.to(device=waveform.device, dtype=torch.float32).contiguous()
     out = torch.empty((b, n_mels, frames), dtype=waveform.dtype, device=waveform.device)

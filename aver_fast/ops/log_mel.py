@@ -201,9 +201,11 @@ def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1
 def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
     _, window, fb = _constants(p, waveform.dtype, waveform.device)
-    out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, waveform.shape[-1]), window, fb, p.hop_length, p.center,
-                                      PAD_MODES.index(p.pad_mode), p.top_db)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
+    n = waveform.shape[-1]
+    frames = num_frames(n, p.n_fft, p.hop_length, p.center)
+    out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
+                                      PAD_MODES.index(p.pad_mode), p.top_db, frames)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
 def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
@@ -232,10 +234,8 @@ def _no_backward(ctx, grad):
 
 if _ext.LOADED:
     @torch.library.register_fake("aver_fast::log_mel")
-    def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
-        n, n_fft = waveform.shape[-1], window.shape[0]
-        return waveform.new_empty((waveform.shape[0], filterbank.shape[1],
-                                   num_frames(n, n_fft, hop_length, center)))
+    def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
+        return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
     torch.library.register_autograd("aver_fast::log_mel", _no_backward, setup_context=_no_setup)
 
@@ -266,10 +266,10 @@ def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = N
 # ------------------------------------------------------------------------------------------------ Triton backend
 @torch.library.custom_op("aver_fast::log_mel_triton", mutates_args=())
 def _triton_forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int,
-                    center: bool, pad_mode: int, top_db: float | None) -> torch.Tensor:
+                    center: bool, pad_mode: int, top_db: float | None, frames: int) -> torch.Tensor:
     """``aver_fast.kernels.log_mel`` on ``(N, samples)``; the DFT basis is cached per (window, device)."""
     from ..kernels import log_mel as kernel
-    return kernel.forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db,
+    return kernel.forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames,
                           _triton_basis(window))
 
 
@@ -289,9 +289,8 @@ def _triton_basis(window: torch.Tensor):
 
 
 @_triton_forward.register_fake
-def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
-    n, n_fft = waveform.shape[-1], window.shape[0]
-    return waveform.new_empty((waveform.shape[0], filterbank.shape[1], num_frames(n, n_fft, hop_length, center)))
+def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
+    return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
 
 _triton_forward.register_autograd(_no_backward, setup_context=_no_setup)
@@ -299,9 +298,11 @@ _triton_forward.register_autograd(_no_backward, setup_context=_no_setup)
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     _, window, fb = _constants(p, torch.float32, waveform.device)
-    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, waveform.shape[-1]), window, fb, p.hop_length,
-                                             p.center, PAD_MODES.index(p.pad_mode), p.top_db)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
+    n = waveform.shape[-1]
+    frames = num_frames(n, p.n_fft, p.hop_length, p.center)
+    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
+                                             PAD_MODES.index(p.pad_mode), p.top_db, frames)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
@@ -310,5 +311,6 @@ _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_availabl
 
 if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.log_mel run the Triton kernel
     @torch.library.impl("aver_fast::log_mel", "CUDA")
-    def _cuda_forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db):
-        return torch.ops.aver_fast.log_mel_triton(waveform, window, filterbank, hop_length, center, pad_mode, top_db)
+    def _cuda_forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
+        return torch.ops.aver_fast.log_mel_triton(waveform, window, filterbank, hop_length, center, pad_mode, top_db,
+                                                  frames)

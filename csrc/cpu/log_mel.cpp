@@ -19,7 +19,7 @@ struct PlanStorage {
 
 template <typename T>
 MelPlan<T> make_plan(PlanStorage<T>& st, const at::Tensor& window, const at::Tensor& fb, int64_t n_samples,
-                     int64_t hop, bool center, int64_t pad_mode) {
+                     int64_t hop, bool center, int64_t pad_mode, int64_t frames) {
   const int64_t n_fft = window.size(0), H = n_fft / 2, n_freqs = fb.size(0), n_mels = fb.size(1);
   const auto win = window.contiguous();
   const auto fbc = fb.contiguous();
@@ -59,7 +59,7 @@ MelPlan<T> make_plan(PlanStorage<T>& st, const at::Tensor& window, const at::Ten
   p.hop = hop;
   p.n_samples = n_samples;
   p.pad = center ? n_fft / 2 : 0;
-  p.frames = center ? 1 + n_samples / hop : 1 + (n_samples - n_fft) / hop;
+  p.frames = frames;
   p.n_mels = n_mels;
   p.win_begin = wb;
   p.win_end = we;
@@ -78,7 +78,7 @@ MelPlan<T> make_plan(PlanStorage<T>& st, const at::Tensor& window, const at::Ten
 }
 
 at::Tensor log_mel(const at::Tensor& waveform, const at::Tensor& window, const at::Tensor& filterbank,
-                   int64_t hop_length, bool center, int64_t pad_mode, std::optional<double> top_db) {
+                   int64_t hop_length, bool center, int64_t pad_mode, std::optional<double> top_db, int64_t frames) {
   check_cpu_float(waveform, "waveform", 2);
   check_cpu_float(window, "window", 1);
   check_cpu_float(filterbank, "filterbank", 2);
@@ -93,13 +93,17 @@ at::Tensor log_mel(const at::Tensor& waveform, const at::Tensor& window, const a
   TORCH_CHECK(pad_mode >= 0 && pad_mode <= 3, "aver_fast: bad pad_mode ", pad_mode);
   TORCH_CHECK(center ? (pad_mode != kReflect || n > n_fft / 2) && n > 0 : n >= n_fft,
               "aver_fast: waveform of ", n, " samples is too short for n_fft=", n_fft);
+  // frames comes from the op layer (aver_fast.ops.log_mel.num_frames, the one home of the rule); here only the
+  // bound that keeps every read inside the (padded) waveform is checked
+  TORCH_CHECK(frames >= 1 && (frames - 1) * hop_length + (center ? 0 : n_fft) <= n, "aver_fast: ", frames,
+              " frames of hop ", hop_length, " do not fit a waveform of ", n, " samples (n_fft=", n_fft, ")");
   const auto wav = waveform.contiguous();
-  const int64_t B = wav.size(0), frames = center ? 1 + n / hop_length : 1 + (n - n_fft) / hop_length;
+  const int64_t B = wav.size(0);
   const int64_t n_mels = filterbank.size(1);
   auto out = at::empty({B, n_mels, frames}, wav.options());
   AT_DISPATCH_FLOATING_TYPES(wav.scalar_type(), "aver_fast_log_mel", [&] {
     PlanStorage<scalar_t> storage;
-    const MelPlan<scalar_t> plan = make_plan<scalar_t>(storage, window, filterbank, n, hop_length, center, pad_mode);
+    const MelPlan<scalar_t> plan = make_plan<scalar_t>(storage, window, filterbank, n, hop_length, center, pad_mode, frames);
     const auto& kt = cpu_kernels().get<scalar_t>();
     const int64_t blocks = (frames + kMelLanes - 1) / kMelLanes;
     const scalar_t* wp = wav.data_ptr<scalar_t>();

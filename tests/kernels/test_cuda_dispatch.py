@@ -5,7 +5,7 @@ import torch
 
 from aver_fast.ops import _ext
 from aver_fast.ops.jca_correlation import jca_correlation_ref
-from aver_fast.ops.log_mel import _constants, log_mel_ref, make_params
+from aver_fast.ops.log_mel import _constants, log_mel_ref, make_params, num_frames
 from aver_fast.ops.tlab_attention import tlab_attention_ref
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -33,6 +33,7 @@ def test_jca_and_log_mel_ops_on_cuda():
     p = make_params()
     _, window, fb = _constants(p, torch.float32, torch.device("cuda"))
     wav = torch.randn(2, 45599, device="cuda")
-    db = torch.ops.aver_fast.log_mel(wav, window, fb, p.hop_length, p.center, 0, p.top_db)
+    db = torch.ops.aver_fast.log_mel(wav, window, fb, p.hop_length, p.center, 0, p.top_db,
+                                     num_frames(wav.shape[-1], p.n_fft, p.hop_length, p.center))
     ref = log_mel_ref(wav.cpu().double())
     assert ((db.cpu().double() - ref).abs() / ref.abs().clamp(min=1)).max() < 1e-4

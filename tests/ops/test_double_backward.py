@@ -82,7 +82,7 @@ def test_log_mel_fused_kernel_refuses_backward_clearly():
 
     p = make_params(8000, 64, 60, 32, 6, 0.0, None, True, "reflect", "slaney", "slaney", 80.0)
     _, window, fb = _constants(p, wave.dtype, wave.device)
-    out = torch.ops.aver_fast.log_mel(wave, window, fb, 32, True, 0, 80.0)
+    out = torch.ops.aver_fast.log_mel(wave, window, fb, 32, True, 0, 80.0, 10)
     with pytest.raises(RuntimeError, match="have no backward"):
         out.sum().backward()
 

@@ -90,7 +90,12 @@ def test_fallbacks_to_reference_are_automatic_and_explicit_requests_raise():
 def test_direct_op_call_checks():
     require_cpp()
     with pytest.raises(RuntimeError, match="power of two"):
-        torch.ops.aver_fast.log_mel(torch.randn(1, 4000), torch.ones(400), torch.ones(201, 8), 100, True, 0, None)
+        torch.ops.aver_fast.log_mel(torch.randn(1, 4000), torch.ones(400), torch.ones(201, 8), 100, True, 0, None, 41)
+    wave, window, fb = torch.randn(1, 4000), torch.hann_window(512), torch.ones(257, 8)
+    assert torch.ops.aver_fast.log_mel(wave, window, fb, 100, True, 0, None, 41).shape == (1, 8, 41)
+    for center, frames in ((True, 42), (False, 36), (True, 0)):  # frames that would read past the waveform
+        with pytest.raises(RuntimeError, match="do not fit a waveform of 4000 samples"):
+            torch.ops.aver_fast.log_mel(wave, window, fb, 100, center, 0, None, frames)
 
 
 @pytest.mark.slow
