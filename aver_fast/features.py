@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from .data import AffWild2Dataset, AlignmentConfig
 from .models import MODELS, AVERConfig
@@ -56,3 +57,32 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
         json.dump({"videos": index, "fusion": fusion}, f)
     os.replace(os.path.join(out, "index.json.tmp"), os.path.join(out, "index.json"))
     return index
+
+
+class FeatureDataset(Dataset):
+    """Windows of cached backbone features (``aver-fast extract-features``), memory-mapped per video."""
+
+    def __init__(self, root: str, videos: list[str]) -> None:
+        self.root = root
+        with open(os.path.join(root, "index.json")) as f:
+            index = json.load(f)
+        missing = sorted(set(videos) - set(index["videos"]))
+        if missing:
+            raise ValueError(f"{root}: no cached features for {missing} (run aver-fast extract-features)")
+        self.index = [(v, w) for v in videos for w in range(index["videos"][v])]
+        self._maps: dict = {}
+
+    def _arrays(self, video: str):
+        if video not in self._maps:
+            self._maps[video] = {k: np.load(os.path.join(self.root, f"{video}.{k}.npy"), mmap_mode="r")
+                                 for k in ("video", "audio", "target", "mask")}
+        return self._maps[video]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        video, w = self.index[i]
+        arrays = self._arrays(video)
+        return {k: torch.from_numpy(np.array(arrays[k][w])) for k in ("video", "audio", "target", "mask")} | {
+            "video_name": video}

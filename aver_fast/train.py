@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import load_checkpoint, remove_stale, save_checkpoint, set_rng_state
 from .data import AffWild2Dataset, AlignmentConfig, discover, split_videos
+from .features import FeatureDataset
 from .metrics import CCCLoss, va_ccc
 from .models import MODELS, AVERConfig
 
@@ -148,38 +149,6 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices()) - self.skip
-
-
-class FeatureDataset(Dataset):
-    """Windows of cached backbone features (``aver-fast extract-features``), memory-mapped per video."""
-
-    def __init__(self, root: str, videos: list[str]) -> None:
-        import numpy as np
-
-        self.root = root
-        with open(os.path.join(root, "index.json")) as f:
-            index = json.load(f)
-        missing = sorted(set(videos) - set(index["videos"]))
-        if missing:
-            raise ValueError(f"{root}: no cached features for {missing} (run aver-fast extract-features)")
-        self.index = [(v, w) for v in videos for w in range(index["videos"][v])]
-        self._np = np
-        self._maps: dict = {}
-
-    def _arrays(self, video: str):
-        if video not in self._maps:
-            self._maps[video] = {k: self._np.load(os.path.join(self.root, f"{video}.{k}.npy"), mmap_mode="r")
-                                 for k in ("video", "audio", "target", "mask")}
-        return self._maps[video]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict:
-        video, w = self.index[i]
-        arrays = self._arrays(video)
-        return {k: torch.from_numpy(self._np.array(arrays[k][w])) for k in ("video", "audio", "target", "mask")} | {
-            "video_name": video}
 
 
 def _distributed() -> tuple[int, int]:
