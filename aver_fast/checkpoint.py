@@ -194,7 +194,7 @@ def remove_stale(run: str) -> list[str]:
     removed = []
     store = os.path.join(run, STORE)
     referenced = _referenced(run)
-    for entry in sorted(glob.glob(os.path.join(store, "*")) + glob.glob(os.path.join(store, ".tmp-*"))):
+    for entry in sorted(os.path.join(store, e) for e in (os.listdir(store) if os.path.isdir(store) else [])):
         if os.path.realpath(entry) not in referenced:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
