@@ -76,7 +76,7 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
         run = TrainConfig(data=root, out=str(out / "checkpoints"), fusion=name, preset="tiny", seed=seed)
         os.makedirs(run.out, exist_ok=True)
         save_checkpoint(os.path.join(run.out, name), model, {
-            "config": dataclasses.asdict(run), "split": split, "arch": [name, dataclasses.asdict(run.model_config())],
+            "config": dataclasses.asdict(run), "split": split, "arch": run.arch(),
             "epoch": 0, "batch": 0, "best": results[name]["clean"], "history": []})
         ds = AffWild2Dataset(root, split["test"][:1], AlignmentConfig.tiny())
         rec = next(iter(predict_frames(model.eval(), ds).values()))

@@ -78,6 +78,10 @@ class TrainConfig:
         extra = {"freeze_backbones": True} if self.features or freeze_backbones else {}
         return make(use_tcn=self.use_tcn, use_lstm=self.use_lstm, use_attention=self.use_attention, **extra)
 
+    def arch(self) -> list:
+        """What a checkpoint must match to be resumed: the fusion model and its full configuration."""
+        return [self.fusion, dataclasses.asdict(self.model_config())]
+
     def alignment(self, stride: int | None = None) -> AlignmentConfig:
         make = AlignmentConfig if self.preset == "paper" else AlignmentConfig.tiny
         cfg = make()
@@ -274,7 +278,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
     prefix = os.path.join(cfg.out, "last")
     if resume:
         weights, state = load_checkpoint(prefix)
-        if state["arch"] != [cfg.fusion, dataclasses.asdict(cfg.model_config())]:
+        if state["arch"] != cfg.arch():
             raise ValueError(f"{prefix} is a checkpoint of another architecture ({state['arch'][0]}, "
                              f"preset settings differ); resume with the config it was trained with")
         model.load_state_dict(weights)
@@ -320,7 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
     def state(epoch: int, batch: int) -> dict:
         return {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "batch": batch,
                 "best": best, "history": history, "config": dataclasses.asdict(cfg), "split": split,
-                "arch": [cfg.fusion, dataclasses.asdict(cfg.model_config())], "stats": stats}
+                "arch": cfg.arch(), "stats": stats}
 
     def diverged(epoch: int, step: int, why: str) -> TrainingDiverged:
         kept = f"the last finite checkpoint {prefix} is kept" if os.path.lexists(prefix) else "nothing was saved"
