@@ -1,4 +1,6 @@
-"""CPU benchmark harness shared by ``pytest benchmarks`` and ``aver-fast bench``.
+"""The benchmark harness: one list of cases (:func:`cases`, parametrised by device, dtype and size) and one timing
+helper (:func:`timer`, parametrised by device), shared by ``aver-fast bench``, ``pytest benchmarks`` and
+``benchmarks/gpu_suite.py``.
 
 Every case times, in one process: the reference, the compiled C++ kernel and the best PyTorch-native alternative
 (two ``scaled_dot_product_attention`` calls for TLAB; ``torch.compile`` of the reference where it helps). Times
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import os
 import platform
 import statistics
@@ -21,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from .ops import _ext
-from .ops.jca_correlation import jca_correlation, jca_correlation_ref
-from .ops.log_mel import log_mel, log_mel_ref
+from .ops.jca_correlation import jca_correlation, jca_correlation_pair, jca_correlation_ref
+from .ops.log_mel import log_mel, log_mel_ref, mel_filterbank
 from .ops.tlab_attention import tlab_attention, tlab_attention_ref
 
 
@@ -46,6 +49,19 @@ def measure(fn: Callable[[], object], min_time: float = 0.3, warmup: int = 3, ma
     return Timing(statistics.median(times), min(times), max(times))
 
 
+def timer(device: str, quick: bool = False) -> Callable[[Callable[[], object]], float]:
+    """The timing helper of every benchmark: median seconds of ``fn()``. On a GPU, CUDA-event timings after
+    warm-up (``triton.testing.do_bench``, which also flushes the L2 cache); on CPU, wall-clock :func:`measure`
+    (``quick``: a handful of runs, for smoke tests)."""
+    if device == "cuda":
+        import triton.testing
+
+        return lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
+    if quick:
+        return lambda fn: measure(fn, min_time=0.05, warmup=1, max_runs=5).median
+    return lambda fn: measure(fn).median
+
+
 def matmul_peak_gflops(n: int = 2048) -> float:
     """Measured float32 GFLOP/s of one large matmul on this machine (all threads torch uses)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -59,7 +75,7 @@ FUSED = ("cpp", "triton")  # implementations that are this library's backends; e
 def ratios(medians: dict[str, float]) -> dict[str, tuple[float, float]]:
     """``{implementation: (speed-up vs the reference, vs the best PyTorch-native one)}`` from median times."""
     ref = next(t for n, t in medians.items() if n.startswith("reference"))
-    best_native = min(t for n, t in medians.items() if n not in FUSED)
+    best_native = min(t for n, t in medians.items() if n not in FUSED and not n.startswith(FUSED))
     return {n: (ref / t, best_native / t) for n, t in medians.items()}
 
 
@@ -74,13 +90,24 @@ def compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
 
 @dataclass
 class Case:
-    """One benchmark: an op at one shape, in one mode, with the implementations to compare."""
+    """One benchmark: an op at one shape and dtype, in one mode, with the implementations to compare. ``flops``
+    counts the op's useful work and ``nbytes`` its minimal traffic (inputs read once, output written once)."""
 
     op: str
     shape: str
     mode: str  # "fwd" or "fwd+bwd"
     flops: float
+    nbytes: float = 0.0
+    dtype: torch.dtype = torch.float32
     impls: dict[str, Callable[[], object]] = field(default_factory=dict)
+
+
+# the shapes of each op per size: "paper" (CPU), "gpu" (adds a long sequence), "smoke" (tiny, for dry runs)
+TLAB_SHAPES = {"paper": ((16, 2, 16, 256), (64, 2, 128, 64)),
+               "gpu": ((16, 2, 16, 256), (64, 2, 128, 64), (8, 2, 1024, 64)),
+               "smoke": ((2, 2, 16, 32), (1, 1, 40, 16))}
+JCA_SHAPES = {"paper": ((16, 16, 512, 1024),), "gpu": ((16, 16, 512, 1024),), "smoke": ((2, 16, 32, 48),)}
+MEL_SHAPES = {"paper": ((16, 45599),), "gpu": ((16, 45599),), "smoke": ((1, 1500),)}
 
 
 def _fwd_bwd(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> Callable[[], None]:
@@ -101,54 +128,77 @@ def _sdpa_pair(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return F.scaled_dot_product_attention(q, k, F.scaled_dot_product_attention(k, q, v))
 
 
-def _fwd_and_bwd_cases(op: str, name: str, flops: float, inputs: list[torch.Tensor],
-                       impls: dict[str, Callable[..., torch.Tensor]], compiled_ref=None) -> list[Case]:
-    """A forward case and a forward+backward case (3x the flops) comparing ``impls`` on the same inputs."""
-    fwd = Case(op, name, "fwd", flops, {n: functools.partial(f, *inputs) for n, f in impls.items()})
-    if compiled_ref is not None:
-        fwd.impls["compile(reference)"] = functools.partial(compiled_ref, *inputs)
+def _fwd_and_bwd_cases(op: str, name: str, flops: float, nbytes: float, inputs: list[torch.Tensor],
+                       impls: dict[str, Callable[..., torch.Tensor]], fwd_only: dict) -> list[Case]:
+    """A forward case and a forward+backward case (3x the flops, 2x the bytes) comparing ``impls`` on the same
+    inputs; ``fwd_only`` implementations (compiled references, multi-output variants) time the forward only."""
+    dtype = inputs[0].dtype
+    fwd = Case(op, name, "fwd", flops, nbytes, dtype,
+               {n: functools.partial(f, *inputs) for n, f in (impls | fwd_only).items()})
     leaves = [t.clone().requires_grad_() for t in inputs]
-    bwd = Case(op, name, "fwd+bwd", 3 * flops, {n: _fwd_bwd(f, leaves) for n, f in impls.items()})
+    bwd = Case(op, name, "fwd+bwd", 3 * flops, 2 * nbytes, dtype, {n: _fwd_bwd(f, leaves) for n, f in impls.items()})
     return [fwd, bwd]
 
 
-def tlab_cases(shapes=((16, 2, 16, 256), (64, 2, 128, 64)), compile_ref: bool = True) -> list[Case]:
-    """The paper's training shape and a long-sequence one; flops count the three L x L x D products."""
-    compiled_ref = compiled(tlab_attention_ref) if compile_ref else None
-    impls = {"reference": tlab_attention_ref, "cpp": functools.partial(tlab_attention, backend="cpp"),
+def tlab_cases(device: str = "cpu", dtype: torch.dtype = torch.float32, size: str = "paper", backend: str = "cpp",
+               compile_ref: bool = True) -> list[Case]:
+    """The paper's training shape and longer sequences; flops count the three L x L x D products."""
+    impls = {"reference": tlab_attention_ref, backend: functools.partial(tlab_attention, backend=backend),
              "sdpa pair": _sdpa_pair}
-    return [c for b, h, L, d in shapes
-            for c in _fwd_and_bwd_cases("tlab_attention", f"B{b}-H{h}-L{L}-D{d}", 6 * L * L * d * b * h,
-                                        [torch.randn(b, h, L, d) for _ in range(3)], impls, compiled_ref)]
+    fwd_only = {"compile(reference)": compiled(tlab_attention_ref)} if compile_ref else {}
+    out = []
+    for b, h, L, d in TLAB_SHAPES[size]:
+        inputs = [torch.randn(b, h, L, d, device=device, dtype=dtype) for _ in range(3)]
+        nbytes = 4 * inputs[0].numel() * inputs[0].element_size()
+        out += _fwd_and_bwd_cases("tlab_attention", f"B{b}-H{h}-L{L}-D{d}", 6 * L * L * d * b * h, nbytes, inputs,
+                                  impls, fwd_only)
+    return out
 
 
-def jca_cases(shapes=((16, 16, 512, 1024),), compile_ref: bool = True) -> list[Case]:
+def jca_cases(device: str = "cpu", dtype: torch.dtype = torch.float32, size: str = "paper", backend: str = "cpp",
+              compile_ref: bool = True) -> list[Case]:
     """The paper's JCA shape (batch 16, L 16, one modality's 512 channels against the 1024-d joint features)."""
-    compiled_ref = compiled(jca_correlation_ref) if compile_ref else None
-    impls = {"reference": jca_correlation_ref, "cpp": functools.partial(jca_correlation, backend="cpp")}
-    return [c for b, L, ch, d in shapes
-            for c in _fwd_and_bwd_cases("jca_correlation", f"B{b}-L{L}-C{ch}-D{d}",
-                                        2 * b * L * ch * d + 2 * b * L * L * d,
-                                        [torch.randn(b, L, ch), torch.randn(ch, d) / ch ** 0.5, torch.randn(b, L, d)],
-                                        impls, compiled_ref)]
+    impls = {"reference": jca_correlation_ref, backend: functools.partial(jca_correlation, backend=backend)}
+    fwd_only = {"compile(reference)": compiled(jca_correlation_ref)} if compile_ref else {}
+    if backend == "triton":  # both modalities in one launch, as the JCA layer calls it
+        fwd_only[f"{backend}, both modalities in one launch"] = lambda x, w, j: jca_correlation_pair(
+            x, w, x, w, j, backend=backend)
+    out = []
+    for b, L, ch, d in JCA_SHAPES[size]:
+        inputs = [torch.randn(b, L, ch, device=device, dtype=dtype),
+                  torch.randn(ch, d, device=device, dtype=dtype) / ch ** 0.5, torch.randn(b, L, d, device=device,
+                                                                                          dtype=dtype)]
+        nbytes = (sum(t.numel() for t in inputs) + b * L * L) * inputs[0].element_size()
+        out += _fwd_and_bwd_cases("jca_correlation", f"B{b}-L{L}-C{ch}-D{d}", 2 * b * L * ch * d + 2 * b * L * L * d,
+                                  nbytes, inputs, impls, fwd_only)
+    return out
 
 
-def mel_cases(clips: int = 16, samples: int = 45599) -> list[Case]:
-    """16 clips of 1.03 s at 44.1 kHz, the paper's settings. The reference is torch.stft + filterbank matmul.
+def mel_cases(device: str = "cpu", size: str = "paper", backend: str = "cpp") -> list[Case]:
+    """Clips of 1.03 s at 44.1 kHz with the paper's settings (float32). The reference is torch.stft + filterbank
+    matmul.
 
     Useful flops per frame: a real FFT (2.5 N log2 N), the power (3 per bin) and the mel projection over the
     filterbank's non-zeros (2 per non-zero; the dense matmul of the reference does ~50x more)."""
-    from .ops.log_mel import mel_filterbank
+    n_fft, n_freqs, n_mels, hop = 1024, 513, 128, 441
+    nnz = int((mel_filterbank(44100, n_fft, n_mels, 0.0, 22050.0, "slaney", "slaney") != 0).sum())
+    out = []
+    for clips, samples in MEL_SHAPES[size]:
+        x = torch.randn(clips, samples, device=device)
+        frames = 1 + samples // hop
+        flops = clips * frames * (2.5 * n_fft * math.log2(n_fft) + 3 * n_freqs + 2 * nnz)
+        out.append(Case("log_mel", f"{clips}x{samples}", "fwd", flops, (x.numel() + clips * n_mels * frames) * 4,
+                        torch.float32, {"reference (stft+matmul)": functools.partial(log_mel_ref, x),
+                                        backend: functools.partial(log_mel, x, backend=backend)}))
+    return out
 
-    x = torch.randn(clips, samples)
-    n_fft, n_freqs = 1024, 513
-    nnz = int((mel_filterbank(44100, n_fft, 128, 0.0, 22050.0, "slaney", "slaney") != 0).sum())
-    frames = 1 + samples // 441
-    flops = clips * frames * (2.5 * n_fft * 10 + 3 * n_freqs + 2 * nnz)
-    return [Case("log_mel", f"{clips}x{samples}", "fwd", flops, {
-        "reference (stft+matmul)": lambda: log_mel_ref(x),
-        "cpp": lambda: log_mel(x, backend="cpp"),
-    })]
+
+def cases(device: str = "cpu", dtype: torch.dtype = torch.float32, size: str = "paper", backend: str = "cpp",
+          compile_ref: bool = True) -> list[Case]:
+    """Every op's cases: the one list that ``aver-fast bench``, ``pytest benchmarks`` and
+    ``benchmarks/gpu_suite.py`` time (log_mel in float32 only)."""
+    out = tlab_cases(device, dtype, size, backend, compile_ref) + jca_cases(device, dtype, size, backend, compile_ref)
+    return out + (mel_cases(device, size, backend) if dtype == torch.float32 else [])
 
 
 def saved_bytes(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]) -> int:
@@ -199,8 +249,8 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
     """Run every case and return the markdown report (tables of medians, ratios, GFLOP/s and % of peak)."""
     if not _ext.LOADED:
         raise RuntimeError(_ext.REASON)
-    cases = tlab_cases(compile_ref=compile_ref) + jca_cases(compile_ref=compile_ref) + mel_cases()
-    for case in cases:  # compile and warm every implementation before timing anything
+    all_cases = cases(compile_ref=compile_ref)
+    for case in all_cases:  # compile and warm every implementation before timing anything
         for fn in case.impls.values():
             fn()
     peak = matmul_peak_gflops()
@@ -208,7 +258,7 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
              "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native | GFLOP/s "
              "| % of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for case in cases:
+    for case in all_cases:
         results = {name: measure(fn) for name, fn in case.impls.items()}
         speedup = ratios({n: t.median for n, t in results.items()})
         for name, t in results.items():
@@ -235,8 +285,6 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
 
 def write_section(path: str, report: str, section: str = "cpu") -> None:
     """Write ``report`` between the ``section`` markers of ``path`` (created if missing), keeping the rest."""
-    import os
-
     START, END = f"<!-- aver-fast bench: {section} start -->", f"<!-- aver-fast bench: {section} end -->"
     block = f"{START}\n{report}{END}\n"
     text = open(path).read() if os.path.exists(path) else "# Benchmark results\n\n"

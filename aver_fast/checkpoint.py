@@ -16,6 +16,7 @@ user opts in with ``AVER_FAST_TRUST_PICKLE=1``; the next save writes the new for
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -24,11 +25,15 @@ import os
 import random
 import shutil
 import uuid
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 FORMAT = 1
 STORE = ".checkpoints"  # RUN/.checkpoints/<name>-<id>/ holds the checkpoint directories
@@ -184,6 +189,17 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
     if old and old not in _referenced(run):
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_run(path: str, model: torch.nn.Module, config: TrainConfig, split: dict, *, epoch: int, batch: int = 0,
+             best: dict | None = None, history: list | None = None, **training_state) -> str:
+    """The checkpoint of a run that ``evaluate``, ``predict``, ``extract-features`` and ``train --resume`` load:
+    the weights, the run's config and architecture (``config.arch()``), the video split and the progress (``epoch``
+    finished, ``batch`` of the next epoch done, ``best`` validation metrics, ``history``), plus ``training_state``
+    (optimizer, scheduler, epoch statistics) when training wrote it."""
+    state = {"config": dataclasses.asdict(config), "arch": config.arch(), "split": split, "epoch": epoch,
+             "batch": batch, "best": best, "history": history or [], **training_state}
+    return save_checkpoint(path, model, state)
 
 
 def remove_stale(run: str) -> list[str]:

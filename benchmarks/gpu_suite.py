@@ -5,11 +5,12 @@ inference per instance at batch 1. Writes a markdown section into benchmarks/RES
     python benchmarks/gpu_suite.py --sanitizer     # also run the CUDA dispatch tests under compute-sanitizer
     TRITON_INTERPRET=1 python benchmarks/gpu_suite.py --smoke --out /tmp/x.md   # tiny CPU dry run (CI)
 
-Timings: median of CUDA-event timings after warm-up (triton.testing.do_bench); on the --smoke CPU run, medians of
-wall-clock calls. Each op is compared with the reference, two scaled_dot_product_attention calls (TLAB),
-torch.compile of the reference, and torch.stft + matmul (the log-mel reference). Roofline: the op's useful flops
-and its minimal bytes (inputs read once, output written once) against the measured matmul peak and copy bandwidth;
-"of floor" is max(flops/peak, bytes/bandwidth) / time.
+The cases and the timing helper are aver_fast.bench's (`aver-fast bench` times the same list on CPU): CUDA-event
+medians after warm-up (triton.testing.do_bench); on the --smoke CPU run, medians of wall-clock calls. Each op is
+compared with the reference, two scaled_dot_product_attention calls (TLAB), torch.compile of the reference, and
+torch.stft + matmul (the log-mel reference). Roofline: the op's useful flops and its minimal bytes (inputs read once,
+output written once) against the measured matmul peak and copy bandwidth; "of floor" is
+max(flops/peak, bytes/bandwidth) / time.
 """
 from __future__ import annotations
 
@@ -22,19 +23,8 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timer(device: str, smoke: bool):
-    if device == "cuda" and not smoke:
-        import triton.testing
-
-        return lambda fn: triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median") * 1e-3
-    from aver_fast.bench import measure
-
-    return lambda fn: measure(fn, min_time=0.05, warmup=1, max_runs=5).median
 
 
 def peaks(device: str, dtype: torch.dtype, t) -> tuple[float, float]:
@@ -68,86 +58,31 @@ def parity(device: str, sanitizer: bool) -> list[str]:
 
 
 def op_rows(device: str, smoke: bool, t, peak_flops: dict, bw: float) -> list[str]:
-    import aver_fast
-    from aver_fast.ops.jca_correlation import jca_correlation_ref
-    from aver_fast.ops.log_mel import log_mel_ref
-    from aver_fast.ops.tlab_attention import tlab_attention_ref
+    """Every case of aver_fast.bench (the list `aver-fast bench` times on CPU) with the Triton backend."""
+    from aver_fast import bench
 
     rows = ["| op | shape | dtype | mode | implementation | time | vs reference | vs best native | TFLOP/s | "
             "GB/s | of floor |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    ref_c = torch.compile(tlab_attention_ref, dynamic=False)
-    jca_c = torch.compile(jca_correlation_ref, dynamic=False)
-    compiled = not smoke  # the smoke run skips torch.compile (minutes of compilation on 2 CPU cores)
-
-    def emit(op, shape, dtype, mode, impls, flops, nbytes):
-        times = {}
-        impls = {k: v for k, v in impls.items() if compiled or not k.startswith("compile")}
-        dname = str(dtype).replace("torch.", "")
-        for name, fn in impls.items():
-            try:
-                times[name] = t(fn)
-            except Exception as e:  # report, do not hide, an implementation that fails here
-                rows.append(f"| {op} | {shape} | {dname} | {mode} | {name} | failed: {type(e).__name__}: "
-                            f"{str(e)[:80]} | | | | | |")
-        if "reference" not in times:
-            return
-        best_native = min(v for k, v in times.items() if k != "triton")
-        for name, sec in times.items():
-            floor = max(flops / peak_flops[dtype], nbytes / bw)
-            rows.append(f"| {op} | {shape} | {dname} | {mode} | {name} | {sec * 1e6:,.1f} µs | "
-                        f"{times['reference'] / sec:.2f}× | {best_native / sec:.2f}× | {flops / sec / 1e12:.2f} | "
-                        f"{nbytes / sec / 1e9:.0f} | {100 * floor / sec:.0f}% |")
-
-    def fwd_bwd(fn, leaves):
-        out = fn(*leaves)
-        g = torch.randn_like(out)
-
-        def run():
-            for x in leaves:
-                x.grad = None
-            fn(*leaves).backward(g)
-        return run
-
-    dtypes = [torch.float32] if smoke else [torch.float32, torch.bfloat16]
-    tlab_shapes = [(2, 2, 16, 32), (1, 1, 40, 16)] if smoke else [(16, 2, 16, 256), (64, 2, 128, 64), (8, 2, 1024, 64)]
-    for dtype in dtypes:
-        for b, h, L, d in tlab_shapes:
-            q, k, v = (torch.randn(b, h, L, d, device=device, dtype=dtype) for _ in range(3))
-            shape = f"({b}, {h}, {L}, {d})"
-            flops, nbytes = 6 * L * L * d * b * h, 4 * q.numel() * q.element_size()
-            sdpa = lambda a, b_, c: F.scaled_dot_product_attention(a, b_, F.scaled_dot_product_attention(b_, a, c))  # noqa: E731
-            emit("tlab_attention", shape, dtype, "fwd", {
-                "triton": lambda: aver_fast.tlab_attention(q, k, v, backend="triton"),
-                "reference": lambda: tlab_attention_ref(q, k, v),
-                "sdpa pair": lambda: sdpa(q, k, v),
-                "compile(reference)": lambda: ref_c(q, k, v)}, flops, nbytes)
-            leaves = [x.clone().requires_grad_() for x in (q, k, v)]
-            emit("tlab_attention", shape, dtype, "fwd+bwd", {
-                "triton": fwd_bwd(lambda a, b_, c: aver_fast.tlab_attention(a, b_, c, backend="triton"), leaves),
-                "reference": fwd_bwd(tlab_attention_ref, leaves),
-                "sdpa pair": fwd_bwd(sdpa, leaves)}, 3 * flops, 2 * nbytes)
-        b, L, c, d = (2, 16, 32, 48) if smoke else (16, 16, 512, 1024)
-        x, w, j = (torch.randn(b, L, c, device=device, dtype=dtype), torch.randn(c, d, device=device, dtype=dtype),
-                   torch.randn(b, L, d, device=device, dtype=dtype))
-        flops = 2 * b * L * c * d + 2 * b * L * L * d
-        nbytes = (x.numel() + w.numel() + j.numel() + b * L * L) * x.element_size()
-        emit("jca_correlation", f"({b}, {L}, {c}->{d})", dtype, "fwd", {
-            "triton": lambda: aver_fast.jca_correlation(x, w, j, backend="triton"),
-            "triton, both modalities in one launch": lambda: aver_fast.ops.jca_correlation_pair(x, w, x, w, j,
-                                                                                               backend="triton"),
-            "reference": lambda: jca_correlation_ref(x, w, j),
-            "compile(reference)": lambda: jca_c(x, w, j)}, flops, nbytes)
-        leaves = [z.clone().requires_grad_() for z in (x, w, j)]
-        emit("jca_correlation", f"({b}, {L}, {c}->{d})", dtype, "fwd+bwd", {
-            "triton": fwd_bwd(lambda a, b_, c_: aver_fast.jca_correlation(a, b_, c_, backend="triton"), leaves),
-            "reference": fwd_bwd(jca_correlation_ref, leaves)}, 3 * flops, 2 * nbytes)
-    clips, samples = (1, 1500) if smoke else (16, 45599)
-    wav = torch.randn(clips, samples, device=device)
-    frames = 1 + samples // 441
-    flops = clips * frames * (2 * 1024 * 513 * 2 + 2 * 513 * 128)  # DFT as a matmul + dense mel, as computed
-    emit("log_mel", f"{clips} x {samples}", torch.float32, "fwd", {
-        "triton": lambda: aver_fast.log_mel(wav, backend="triton"),
-        "reference": lambda: log_mel_ref(wav)}, flops, (wav.numel() + clips * 128 * frames) * 4)
+    size = "smoke" if smoke else "gpu"
+    for dtype in [torch.float32] if smoke else [torch.float32, torch.bfloat16]:
+        # the smoke run skips torch.compile (minutes of compilation on 2 CPU cores)
+        for case in bench.cases(device, dtype, size, backend="triton", compile_ref=not smoke):
+            times = {}
+            dname = str(case.dtype).replace("torch.", "")
+            head = f"| {case.op} | {case.shape} | {dname} | {case.mode} |"
+            for name, fn in case.impls.items():
+                try:
+                    times[name] = t(fn)
+                except Exception as e:  # report, do not hide, an implementation that fails here
+                    rows.append(f"{head} {name} | failed: {type(e).__name__}: {str(e)[:80]} | | | | | |")
+            if not any(n.startswith("reference") for n in times):
+                continue
+            floor = max(case.flops / peak_flops[case.dtype], case.nbytes / bw)
+            for name, (vs_ref, vs_native) in bench.ratios(times).items():
+                sec = times[name]
+                rows.append(f"{head} {name} | {sec * 1e6:,.1f} µs | {vs_ref:.2f}× | {vs_native:.2f}× | "
+                            f"{case.flops / sec / 1e12:.2f} | {case.nbytes / sec / 1e9:.0f} | "
+                            f"{100 * floor / sec:.0f}% |")
     return rows
 
 
@@ -181,14 +116,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     import triton
 
-    from aver_fast.bench import write_section
+    from aver_fast.bench import timer, write_section
 
     device = "cpu" if args.smoke else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU machine, or use --smoke for the CPU dry run")
     if args.smoke and os.environ.get("TRITON_INTERPRET") != "1":
         parser.error("--smoke runs the Triton kernels on CPU: set TRITON_INTERPRET=1")
-    t = timer(device, args.smoke)
+    t = timer(device, quick=args.smoke)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.machine()}), Triton interpreter"
     torch.backends.cuda.matmul.allow_tf32 = False
     peak32, bw = peaks(device, torch.float32, t)

@@ -7,7 +7,7 @@ import torch
 from aver_fast import bench
 from aver_fast.ops import _ext
 
-CASES = bench.tlab_cases() + bench.jca_cases() + bench.mel_cases()
+CASES = bench.cases()
 PARAMS = [pytest.param(case, impl, id=f"{case.op}-{case.shape}-{case.mode}-{impl}")
           for case in CASES for impl in case.impls]
 

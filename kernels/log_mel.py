@@ -85,17 +85,17 @@ def basis(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     return cos, sin, int(nz.min()), int(nz.max()) + 1
 
 
-def forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int, center: bool,
-            pad_mode: int, top_db: float | None, frames: int, dft: tuple | None = None) -> torch.Tensor:
-    """waveform ``(B, samples)``, window ``(n_fft,)`` zero-padded, filterbank ``(n_fft//2+1, n_mels)`` -> dB
-    ``(B, n_mels, frames)``. ``pad_mode`` indexes ``aver_fast.ops.log_mel.PAD_MODES`` and ``frames`` is
-    ``aver_fast.ops.log_mel.num_frames`` (the op layer decides both, for every backend). ``dft`` is :func:`basis`
-    of the window when the caller caches it."""
+def forward(waveform: torch.Tensor, dft: tuple[torch.Tensor, torch.Tensor, int, int], filterbank: torch.Tensor,
+            hop_length: int, center: bool, pad_mode: int, top_db: float | None, frames: int) -> torch.Tensor:
+    """waveform ``(B, samples)``, ``dft`` = :func:`basis` of the window (the op layer caches it with the other
+    per-setting constants), filterbank ``(n_fft//2+1, n_mels)`` -> dB ``(B, n_mels, frames)``. ``pad_mode`` indexes
+    ``aver_fast.ops.log_mel.PAD_MODES`` and ``frames`` is ``aver_fast.ops.log_mel.num_frames`` (the op layer decides
+    both, for every backend)."""
     waveform = waveform.contiguous()
     b, n = waveform.shape
-    n_fft = window.shape[0]
+    cos, sin, n_start, n_end = dft
+    n_fft = cos.shape[0]
     n_freqs, n_mels = filterbank.shape
-    cos, sin, n_start, n_end = dft if dft is not None else basis(window)
     fb = filterbank.to(device=waveform.device, dtype=torch.float32).contiguous()
     out = torch.empty((b, n_mels, frames), dtype=waveform.dtype, device=waveform.device)
     block_t = block(frames, hi=32)

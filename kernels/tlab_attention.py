@@ -251,13 +251,13 @@ def _attn(qry, key, val, scale):
     lse = torch.empty((n, L), dtype=torch.float32, device=qry.device)
     bm = block(L, hi=64)
     _attn_fwd[(triton.cdiv(L, bm), n)](qry, key, val, out, lse, L, D, scale, BLOCK_M=bm, BLOCK_N=bm,
-                                       BLOCK_D=block(D, hi=256), DOT=dot_mode(qry.dtype))
+                                       BLOCK_D=block(D, hi=LONG_MAX_D), DOT=dot_mode(qry.dtype))
     return out, lse
 
 
 def _attn_backward(qry, key, val, out, lse, gout, scale):
     n, L, D = qry.shape
-    bm, bd = block(L, hi=64), block(D, hi=256)
+    bm, bd = block(L, hi=64), block(D, hi=LONG_MAX_D)
     delta = torch.empty((n, L), dtype=torch.float32, device=qry.device)
     _attn_bwd_delta[(triton.cdiv(L, bm), n)](out, gout, delta, L, D, BLOCK_M=bm, BLOCK_D=bd)
     dqry, dkey, dval = torch.empty_like(qry), torch.empty_like(key), torch.empty_like(val)

@@ -234,7 +234,7 @@ def test_old_format_damage_is_one_line_with_the_opt_in(tmp_path, monkeypatch):
 TRAIN_CRASH = textwrap.dedent("""
     import os, sys, time
     import aver_fast.checkpoint as C
-    from aver_fast.train import main
+    from aver_fast.cli import main
     flag, stage, n = sys.argv[1], sys.argv[2], {"saves": 0}
     real_write, real_rename, real_switch = C._write_file, C.os.rename, C._switch_link
     def armed():  # epoch 2's first save (epoch 1 wrote best and last)
@@ -261,7 +261,7 @@ TRAIN_CRASH = textwrap.dedent("""
         C._write_file = lambda p, data: (n.__setitem__("saves", n["saves"] + p.endswith("model.safetensors")),
                                          real_write(p, data))
     C.os.rename, C._switch_link = rename, switch
-    sys.exit(main(sys.argv[3:]))
+    sys.exit(main(["train", *sys.argv[3:]]))
 """)
 
 
@@ -270,8 +270,8 @@ def test_a_crash_during_a_training_save_then_resume(tmp_path, stage):
     """Training dies during epoch 2's first save: a real kill -9 from outside while a file is half written, or the
     process exiting at once (no cleanup) between the steps of the save. The last checkpoint then loads and
     --resume finishes the run, leaving nothing stale behind."""
+    from aver_fast.cli import main
     from aver_fast.data import make_synthetic
-    from aver_fast.train import main
 
     data = str(tmp_path / "data")
     make_synthetic(data, videos=5, seed=3, seconds=3.0, size=32)
@@ -292,6 +292,6 @@ def test_a_crash_during_a_training_save_then_resume(tmp_path, stage):
     # epoch 2's first save is best's or last's: last is epoch 1's, or epoch 2's when the link switch was complete
     assert load_checkpoint(str(run / "last"))[1]["epoch"] in ((1, 2) if stage == "exit-after-link" else (1,))
     assert leftovers(run), "the crash should have left a temporary or an unlinked checkpoint"
-    assert main([*args, "--resume"]) == 0
+    assert main(["train", *args, "--resume"]) == 0
     assert load_checkpoint(str(run / "last"))[1]["epoch"] == 2
     assert leftovers(run) == []

@@ -1,24 +1,9 @@
+"""The command line (aver_fast/cli.py): one dispatch table, one error path."""
 import json
 
+import pytest
+
 from aver_fast.cli import main
-
-
-def test_demo_trains_on_synthetic_files_and_writes_results(tmp_path, capsys):
-    args = ["demo", "--out", str(tmp_path), "--steps", "3", "--batch-size", "4", "--videos", "5", "--seconds", "5",
-            "--models", "aver,lf"]
-    assert main(args) == 0
-    assert (tmp_path / "data" / "videos" / "synth_000.mp4").is_file()
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"aver", "lf"}
-    for r in results.values():
-        assert set(r) == {"clean", "babble-5db", "occlusion", "dual"}
-        assert set(r["clean"]) == {"valence", "arousal", "mean"}
-    assert "test CCC" in capsys.readouterr().out
-    assert (tmp_path / "checkpoints" / "aver" / "model.safetensors").is_file()
-    assert len(list((tmp_path / "plots").glob("aver_*_trace.png"))) == 1
-    assert main(["evaluate", str(tmp_path / "checkpoints" / "lf"), "--data", str(tmp_path / "data"),
-                 "--out", str(tmp_path / "eval")]) == 0  # demo checkpoints load like trained ones
-    assert main(args) == 0  # a second run reuses the generated data
 
 
 def test_summary_and_backends_commands(capsys):
@@ -26,3 +11,35 @@ def test_summary_and_backends_commands(capsys):
     assert "trainable" in capsys.readouterr().out
     assert main(["backends"]) == 0
     assert "tlab_attention" in json.loads(capsys.readouterr().out)
+
+
+def test_every_command_reports_expected_failures_in_one_line(tmp_path, capsys):
+    """Bad input exits 2 with "aver-fast COMMAND: problem" (no traceback), whichever command meets it."""
+    cases = {"demo": ["--models", "aver,transformer"],
+             "evaluate": [str(tmp_path / "nope"), "--data", str(tmp_path)],
+             "predict": [str(tmp_path / "missing.mp4"), "--checkpoint", str(tmp_path / "nope")],
+             "corrupt": [str(tmp_path), str(tmp_path / "out"), "--condition", "hail"],
+             "train": ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]}
+    for command, args in cases.items():
+        assert main([command, *args]) == 2, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"aver-fast {command}: "), (command, err)
+
+
+def test_errors_with_an_exit_code_keep_it(monkeypatch, capsys):
+    from aver_fast import cli
+
+    class Diverged(RuntimeError):
+        exit_code = 3
+
+    def fail(_args):
+        raise Diverged("training diverged at epoch 1")
+    monkeypatch.setattr(cli.COMMANDS["summary"], "run", fail)
+    assert main(["summary"]) == 3
+    assert capsys.readouterr().err.strip() == "aver-fast summary: training diverged at epoch 1"
+
+    def bug(_args):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(cli.COMMANDS["summary"], "run", bug)
+    with pytest.raises(RuntimeError, match="a bug"):  # an unexpected error keeps its traceback
+        main(["summary"])

@@ -42,12 +42,11 @@ def mel_to_hz(m: torch.Tensor, mel_scale: str = "slaney") -> torch.Tensor:
     return torch.where(m >= min_log_mel, min_log_hz * torch.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-@functools.lru_cache(maxsize=32)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
                    mel_scale: str = "slaney", norm: str | None = "slaney") -> torch.Tensor:
     """Triangular mel filterbank ``(n_fft//2 + 1, n_mels)`` in float64 (librosa's construction).
 
-    Warns once per parameter set when a filter is all zero (its band falls between two FFT bins).
+    Warns when a filter is all zero (its band falls between two FFT bins).
     """
     freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
     m_lo, m_hi = hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64), mel_scale)
@@ -153,24 +152,29 @@ def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
 
 
-def _constants(p: MelParams, dtype: torch.dtype,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-setting constants, cached (and constants to torch.compile): the Hann window of ``win_length``, the same
-    zero-padded (centred) to ``n_fft``, and the ``(n_freqs, n_mels)`` filterbank."""
+def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool = False) -> tuple:
+    """The per-setting constants, from the one cache (constants to torch.compile too): the Hann window of
+    ``win_length``, the same zero-padded (centred) to ``n_fft``, the ``(n_freqs, n_mels)`` filterbank and, with
+    ``dft``, the Triton kernel's window-folded DFT basis (``aver_fast.kernels.log_mel.basis``)."""
     return _cached_constants(p.sample_rate, p.n_fft, p.win_length, p.n_mels, p.f_min, p.f_max, p.mel_scale, p.norm,
-                             dtype, device)
+                             dtype, device, dft)
 
 
 @functools.lru_cache(maxsize=32)
 @torch.compiler.assume_constant_result  # inside the cache: dynamo traces lru_cache wrappers, then sees the mark
 def _cached_constants(sample_rate: int, n_fft: int, win_length: int, n_mels: int, f_min: float, f_max: float,
-                      mel_scale: str, norm: str | None, dtype: torch.dtype, device: torch.device):
+                      mel_scale: str, norm: str | None, dtype: torch.dtype, device: torch.device, dft: bool):
     left = (n_fft - win_length) // 2
     window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
     padded = torch.nn.functional.pad(window, (left, n_fft - win_length - left))
     fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
-    return (window.to(dtype=dtype, device=device), padded.to(dtype=dtype, device=device),
-            fb.to(dtype=dtype, device=device))
+    out = (window.to(dtype=dtype, device=device), padded.to(dtype=dtype, device=device),
+           fb.to(dtype=dtype, device=device))
+    if dft:
+        from ..kernels import log_mel as kernel  # lazily: importing it imports triton
+
+        out += (kernel.basis(padded.to(device=device)),)
+    return out
 
 
 def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
@@ -265,31 +269,18 @@ def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = N
 
 # ------------------------------------------------------------------------------------------------ Triton backend
 @torch.library.custom_op("aver_fast::log_mel_triton", mutates_args=())
-def _triton_forward(waveform: torch.Tensor, window: torch.Tensor, filterbank: torch.Tensor, hop_length: int,
-                    center: bool, pad_mode: int, top_db: float | None, frames: int) -> torch.Tensor:
-    """``aver_fast.kernels.log_mel`` on ``(N, samples)``; the DFT basis is cached per (window, device)."""
+def _triton_forward(waveform: torch.Tensor, dft_cos: torch.Tensor, dft_sin: torch.Tensor, n_start: int, n_end: int,
+                    filterbank: torch.Tensor, hop_length: int, center: bool, pad_mode: int, top_db: float | None,
+                    frames: int) -> torch.Tensor:
+    """``aver_fast.kernels.log_mel`` on ``(N, samples)`` with the DFT basis ``(dft_cos, dft_sin, n_start, n_end)``
+    of :func:`_constants`."""
     from ..kernels import log_mel as kernel
-    return kernel.forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames,
-                          _triton_basis(window))
-
-
-_BASIS_CACHE: dict = {}
-
-
-def _triton_basis(window: torch.Tensor):
-    """The kernel's DFT basis for ``window``, cached while the same window tensor (e.g. from :func:`_constants`)
-    is passed again unchanged."""
-    from ..kernels import log_mel as kernel
-    key = (window.data_ptr(), window._version, window.shape[0], window.device)
-    if key not in _BASIS_CACHE:
-        if len(_BASIS_CACHE) > 16:
-            _BASIS_CACHE.clear()
-        _BASIS_CACHE[key] = (window, kernel.basis(window))  # keeps the window alive, so the key stays unique
-    return _BASIS_CACHE[key][1]
+    return kernel.forward(waveform, (dft_cos, dft_sin, n_start, n_end), filterbank, hop_length, center, pad_mode,
+                          top_db, frames)
 
 
 @_triton_forward.register_fake
-def _(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
+def _(waveform, dft_cos, dft_sin, n_start, n_end, filterbank, hop_length, center, pad_mode, top_db, frames):
     return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
 
@@ -297,11 +288,11 @@ _triton_forward.register_autograd(_no_backward, setup_context=_no_setup)
 
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
-    _, window, fb = _constants(p, torch.float32, waveform.device)
+    _, _, fb, (cos, sin, n_start, n_end) = _constants(p, torch.float32, waveform.device, dft=True)
     n = waveform.shape[-1]
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
-    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
-                                             PAD_MODES.index(p.pad_mode), p.top_db, frames)
+    out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), cos, sin, n_start, n_end, fb, p.hop_length,
+                                             p.center, PAD_MODES.index(p.pad_mode), p.top_db, frames)
     return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 

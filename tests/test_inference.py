@@ -1,9 +1,9 @@
-"""Inference over whole videos (aver_fast/evaluate.py): bounded work per forward pass, whatever the length."""
+"""Inference over whole videos (aver_fast/inference.py): bounded work per forward pass, whatever the length."""
 import pytest
 import torch
 
 from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
-from aver_fast.evaluate import predict_frames
+from aver_fast.inference import predict_frames
 from aver_fast.models import AVER, AVERConfig
 from aver_fast.models.base import INFERENCE_CLIPS
 

@@ -1,37 +1,15 @@
-"""``aver-fast predict VIDEO``: per-frame valence/arousal as CSV, and two plots: the time trace (valence blue,
-arousal orange, ground truth dashed when given) and the trajectory in valence-arousal space."""
+"""Plots of per-frame predictions: the time trace (valence blue, arousal orange, ground truth dashed when given)
+and the trajectory in valence-arousal space. matplotlib is imported when a plot is drawn."""
 from __future__ import annotations
-
-import os
 
 import torch
 
-from .data import AffWild2Dataset
-from .evaluate import BATCH_SIZE, load_model, predict_frames
 from .metrics import INVALID_LABEL
 
 
-def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None,
-                  batch_size: int = BATCH_SIZE) -> dict:
-    """Write ``out/<name>.csv`` (frame, time_s, valence, arousal) and the two plots; ``batch_size`` windows run at
-    once (peak memory grows with it, not with the video's length)."""
-    model, cfg, _ = load_model(checkpoint)
-    ds = AffWild2Dataset.from_video(video, cfg.alignment(), labels=labels)
-    rec = next(iter(predict_frames(model, ds, batch_size).values()))
-    frames, gt = rec["frames"], rec["labels"] if labels else None
-    os.makedirs(out, exist_ok=True)
-    name = ds.entries[0].name
-    csv_path = os.path.join(out, f"{name}.csv")
-    with open(csv_path + ".tmp", "w") as f:
-        f.write("frame,time_s,valence,arousal\n")
-        for i, (v, a) in enumerate(frames.tolist()):
-            f.write(f"{i},{i / ds.entries[0].fps:.3f},{v:.5f},{a:.5f}\n")
-    os.replace(csv_path + ".tmp", csv_path)
-    plots = plot(frames, gt, ds.entries[0].fps, os.path.join(out, name))
-    return {"csv": csv_path, **plots}
-
-
 def plot(pred: torch.Tensor, gt: torch.Tensor | None, fps: float, stem: str) -> dict:
+    """Write ``stem_trace.png`` and ``stem_va.png`` for predictions ``(frames, 2)`` (and labels ``(frames, 2)``,
+    ``INVALID_LABEL`` where unknown) at ``fps``; returns ``{"trace": path, "va": path}``."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,10 +12,11 @@ import torch
 
 from aver_fast.checkpoint import load_checkpoint
 from aver_fast.cli import main
+from aver_fast.commands.train import lr_factor, train
+from aver_fast.config import TrainConfig
 from aver_fast.data import make_synthetic, write_va
-from aver_fast.train import TrainConfig, load_config, lr_factor, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +31,6 @@ def cfg(data, out, **kw):
                 train_stride=32)
     base.update(kw)
     return TrainConfig(**base)
-
-
-def test_config_file_overrides_and_unknown_keys(tmp_path):
-    toml = tmp_path / "run.toml"
-    toml.write_text('fusion = "jca"\nepochs = 7\nlr = 0.001\n')
-    c = load_config(str(toml), ["epochs=3", "use_lstm=false"])
-    assert (c.fusion, c.epochs, c.lr, c.use_lstm) == ("jca", 3, 0.001, False)
-    toml.write_text("nonsense = 1\n")
-    with pytest.raises(ValueError, match="unknown config keys \\['nonsense'\\]"):
-        load_config(str(toml))
-    with pytest.raises(ValueError, match="bad override"):
-        load_config(None, ["epochs"])
-    with pytest.raises(ValueError, match="fusion must be"):
-        load_config(None, ["fusion=transformer"])
 
 
 def test_paper_learning_rate_schedule():
@@ -68,7 +55,7 @@ def test_training_logs_checkpoints_and_resume_is_bit_exact(data, tmp_path):
 def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
     """Ctrl-C during step ``at`` of 3: a resumable checkpoint; after --resume, weights and the log (the epoch's loss
     over all its batches, not only those after resuming) equal an uninterrupted run's."""
-    import aver_fast.train as T
+    import aver_fast.commands.train as T
 
     original = T._forward
     calls = {"n": 0}
@@ -96,7 +83,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
 
 def nan_at(monkeypatch, step: int) -> None:
     """Training step ``step`` (counted over the run) predicts NaN, as a diverged model would."""
-    import aver_fast.train as T
+    import aver_fast.commands.train as T
 
     original, calls = T._forward, {"n": 0}
 
@@ -111,7 +98,7 @@ def nan_at(monkeypatch, step: int) -> None:
 
 
 def test_divergence_stops_and_keeps_the_last_finite_checkpoint(data, tmp_path, monkeypatch):
-    from aver_fast.train import TrainingDiverged
+    from aver_fast.commands.train import TrainingDiverged
 
     nan_at(monkeypatch, 5)  # epoch 2, step 2
     with pytest.raises(TrainingDiverged, match="diverged at epoch 2, step 2: the loss is nan.*last finite checkpoint"):
@@ -231,7 +218,7 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
             cmd = [sys.executable, "-m", "aver_fast.train", *args]
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
-                   "--master_port", str(29500 + os.getpid() % 1000), "-m", "aver_fast.train", *args]
+                   "--master_port", str(29500 + os.getpid() % 1000), "-m", "aver_fast", "train", *args]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
         assert res.returncode == 0, res.stderr[-3000:]
@@ -249,7 +236,7 @@ def test_backbone_weight_files(data, tmp_path):
     torch.save(ref.video_backbone.state_dict(), tmp_path / "video.pth")
     torch.save(ref.audio_backbone.state_dict(), tmp_path / "audio.pth")
     c = cfg(data, tmp_path / "w", video_weights=str(tmp_path / "video.pth"), audio_weights=str(tmp_path / "audio.pth"))
-    from aver_fast.train import build_model
+    from aver_fast.config import build_model
     model = build_model(c)
     assert all(torch.equal(model.video_backbone.state_dict()[k], v) for k, v in ref.video_backbone.state_dict().items())
     assert main(["extract-features", "--data", data, "--out", str(tmp_path / "f"), "--preset", "tiny",

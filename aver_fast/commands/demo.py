@@ -3,7 +3,7 @@ JCA and leader-follower on it through the same loader as Aff-Wild2, and evaluate
 videos. CPU only, no network."""
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import os
 import time
@@ -11,20 +11,34 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
-from .data import AffWild2Dataset, AlignmentConfig, make_synthetic, parse_condition, split_videos
-from .evaluate import predict_frames
-from .metrics import CCCLoss, va_ccc
-from .models import MODELS, AVERConfig
-from .predict import plot
-from .train import TrainConfig
+from ..checkpoint import save_run
+from ..config import PRESETS, TrainConfig
+from ..data import AffWild2Dataset, make_synthetic, parse_condition, split_videos
+from ..inference import predict_frames
+from ..metrics import CCCLoss, va_ccc
+from ..models import MODELS
+from ..plots import plot
 
 CONDITIONS = ("clean", "babble-5db", "occlusion", "dual")
+PRESET = PRESETS["tiny"]
+HELP = "write a synthetic benchmark, train the tiny AVER/JCA/LF presets on it and print test CCC on clean and noisy " \
+       "conditions"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="aver-demo", help="output folder: data/, results.json, timings.json "
+                                                      "(default: aver-demo/)")
+    p.add_argument("--steps", type=int, default=200, help="training steps per model (default: 200)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size (default: 16)")
+    p.add_argument("--videos", type=int, default=10, help="synthetic videos to generate (default: 10)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
 
 
 def _load(root: str, videos: list[str], stride: int, condition: str = "clean", seed: int = 0) -> dict:
     """Every window of ``videos`` as stacked tensors (the demo's data fits in memory)."""
-    ds = AffWild2Dataset(root, videos=videos, config=AlignmentConfig.tiny(window_stride=stride),
+    ds = AffWild2Dataset(root, videos=videos, config=PRESET.alignment(window_stride=stride),
                          condition=parse_condition(condition), seed=seed)
     items = [ds[i] for i in range(len(ds))]
     return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "target", "mask")}
@@ -52,7 +66,7 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
     tests = {c: _load(root, split["test"], stride=128, condition=c, seed=seed) for c in CONDITIONS}
     log(f"{train['video'].shape[0]} training windows from {len(split['train'])} videos; "
         f"test videos {split['test']}")
-    cfg = AVERConfig.tiny()
+    cfg = PRESET.model_config()
     results, timings = {}, {}
     for name in models:
         torch.manual_seed(seed)
@@ -75,10 +89,8 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
         # a checkpoint that `aver-fast evaluate` / `predict` can load, and plots of the first test video
         run = TrainConfig(data=root, out=str(out / "checkpoints"), fusion=name, preset="tiny", seed=seed)
         os.makedirs(run.out, exist_ok=True)
-        save_checkpoint(os.path.join(run.out, name), model, {
-            "config": dataclasses.asdict(run), "split": split, "arch": run.arch(),
-            "epoch": 0, "batch": 0, "best": results[name]["clean"], "history": []})
-        ds = AffWild2Dataset(root, split["test"][:1], AlignmentConfig.tiny())
+        save_run(os.path.join(run.out, name), model, run, split, epoch=0, best=results[name]["clean"])
+        ds = AffWild2Dataset(root, split["test"][:1], PRESET.alignment())
         rec = next(iter(predict_frames(model.eval(), ds).values()))
         os.makedirs(out / "plots", exist_ok=True)
         plot(rec["frames"], rec["labels"], ds.entries[0].fps, str(out / "plots" / f"{name}_{ds.entries[0].name}"))
@@ -93,3 +105,13 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
     log("test CCC, mean (valence/arousal):\n" + "\n".join(rows))
     log(f"wrote {out / 'results.json'}, checkpoints/ and plots/")
     return results
+
+
+def run(args: argparse.Namespace) -> int:
+    models = tuple(m for m in args.models.split(",") if m)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"--models: unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    run_demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, models=models,
+             videos=args.videos, seconds=args.seconds)
+    return 0

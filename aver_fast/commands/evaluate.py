@@ -2,26 +2,29 @@
 public code's post-processing; a markdown table and JSON."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
-from .data import AffWild2Dataset, parse_condition
-from .metrics import INVALID_LABEL, va_ccc
-from .models import MODELS
-from .train import TrainConfig
+from ..config import TrainConfig
+from ..data import AffWild2Dataset, parse_condition
+from ..inference import BATCH_SIZE, load_model, predict_frames
+from ..metrics import INVALID_LABEL, va_ccc
+
+HELP = "CCC per condition for one or more checkpoints (markdown + JSON)"
 
 
-def load_model(prefix: str) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    """A model, its training config and the checkpoint state from a prefix (``RUN/best`` or ``RUN/last``)."""
-    weights, state = load_checkpoint(prefix)
-    cfg = TrainConfig(**state["config"])
-    model = MODELS[cfg.fusion](cfg.model_config())
-    model.load_state_dict(weights)
-    return model.eval(), cfg, state
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", help="checkpoint prefixes, e.g. runs/aver/best runs/jca/best")
+    p.add_argument("--data", required=True, help="Aff-Wild2-format dataset folder")
+    p.add_argument("--conditions", default="clean", help="comma-separated conditions (presets or specs)")
+    p.add_argument("--videos", help="comma-separated videos (default: each checkpoint's test split)")
+    p.add_argument("--out", default="evaluation", help="folder for evaluation.md and evaluation.json")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
 
 
 def moving_average(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -31,35 +34,6 @@ def moving_average(x: torch.Tensor, size: int) -> torch.Tensor:
     left, right = size // 2, size - 1 - size // 2
     mode = "reflect" if x.shape[-1] > max(left, right) else "replicate"
     return F.avg_pool1d(F.pad(x.reshape(1, 1, -1), (left, right), mode=mode), size, stride=1).reshape(-1)
-
-
-BATCH_SIZE = 2  # windows per forward pass in evaluate/predict: peak memory grows with it, not with video length
-
-
-def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE) -> dict:
-    """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
-    sub-sequence ends at or after it), the labels and per-step (pred, target, mask). Windows are read and run
-    ``batch_size`` at a time, so peak memory does not depend on the video's length."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    cfg = ds.config
-    entries = {e.name: e for e in ds.entries}
-    out: dict = {}
-    with torch.no_grad():
-        for k0 in range(0, len(ds), batch_size):
-            items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
-            pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]))
-            for it, p in zip(items, pred, strict=True):
-                e = entries[it["video_name"]]
-                rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
-                                              "labels": torch.from_numpy(e.labels), "steps": []})
-                for s in range(cfg.steps):
-                    lo = it["start"] + s * cfg.subseq
-                    hi = min(e.frames, lo + cfg.subseq)
-                    if lo < hi:
-                        rec["frames"][lo:hi] = p[s]
-                rec["steps"].append((p, it["target"], it["mask"]))
-    return out
 
 
 def score(preds: dict, post: bool) -> dict:
@@ -84,7 +58,8 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
     split (or ``videos``)."""
     results: dict = {}
     for prefix in checkpoints:
-        model, cfg, state = load_model(prefix)
+        model, state = load_model(prefix)
+        cfg = TrainConfig(**state["config"])
         names = videos or state["split"]["test"]
         if not names:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in state["split"].items())
@@ -118,3 +93,11 @@ def write_report(results: dict, out: str) -> None:
         json.dump(results, f, indent=2)
     with open(os.path.join(out, "evaluation.md"), "w") as f:
         f.write(markdown(results))
+
+
+def run(args: argparse.Namespace) -> int:
+    results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
+                       tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size)
+    write_report(results, args.out)
+    print(markdown(results))
+    return 0

@@ -1,0 +1,55 @@
+"""Inference shared by ``evaluate``, ``predict`` and the demo: a trained model from its checkpoint, and per-frame
+predictions of whole videos read a few windows at a time."""
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import AffWild2Dataset
+from .models import MODELS, AVERConfig
+
+BATCH_SIZE = 2  # windows per forward pass in evaluate/predict: peak memory grows with it, not with video length
+
+
+def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint (``RUN/best``, ``RUN/last``) in eval mode, rebuilt from the architecture the
+    checkpoint records (the fusion model and its full :class:`AVERConfig`), and the checkpoint's state (``config``:
+    the run's :class:`~aver_fast.config.TrainConfig` as a dict, ``split``, progress)."""
+    weights, state = load_checkpoint(prefix)
+    try:
+        fusion, config = state["arch"]
+        model = MODELS[fusion](AVERConfig.from_dict(config))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{prefix}: the checkpoint does not describe a model of this version "
+                              f"({type(e).__name__}: {e})") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{prefix}: its weights do not fit the model it describes: {e}") from None
+    return model.eval(), state
+
+
+def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE) -> dict:
+    """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
+    sub-sequence ends at or after it), the labels and per-step (pred, target, mask). Windows are read and run
+    ``batch_size`` at a time, so peak memory does not depend on the video's length."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    cfg = ds.config
+    entries = {e.name: e for e in ds.entries}
+    out: dict = {}
+    with torch.no_grad():
+        for k0 in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
+            pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]))
+            for it, p in zip(items, pred, strict=True):
+                e = entries[it["video_name"]]
+                rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
+                                              "labels": torch.from_numpy(e.labels), "steps": []})
+                for s in range(cfg.steps):
+                    lo = it["start"] + s * cfg.subseq
+                    hi = min(e.frames, lo + cfg.subseq)
+                    if lo < hi:
+                        rec["frames"][lo:hi] = p[s]
+                rec["steps"].append((p, it["target"], it["mask"]))
+    return out
