@@ -1,12 +1,11 @@
 """aver_fast: fast audio-visual emotion recognition (AVER, Moon et al., CMC 2025) for PyTorch."""
 from . import models, nn, ops
+from ._version import __version__
 from .metrics import CCCLoss, ccc
 from .models import AVER, AVERConfig
 from .nn import JCA, TLAB, MelSpectrogram
 from .ops import backends, jca_correlation, log_mel, tlab_attention
 from .summary import model_summary
 
-__version__ = "0.1.0"
-
 __all__ = ["AVER", "AVERConfig", "CCCLoss", "JCA", "MelSpectrogram", "TLAB", "backends", "ccc", "jca_correlation",
-           "log_mel", "model_summary", "models", "nn", "ops", "tlab_attention"]
+           "__version__", "log_mel", "model_summary", "models", "nn", "ops", "tlab_attention"]

@@ -7,6 +7,7 @@ import sys
 from .commands import (
     backends,
     bench,
+    check_gpu_build,
     corrupt,
     demo,
     evaluate,
@@ -22,7 +23,7 @@ def version_report() -> str:
     """aver_fast, torch, triton and CUDA versions, and what the C++ extension was built against and runs with."""
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .ops import _ext
 
     lines = [f"aver_fast {__version__}",
@@ -54,7 +55,7 @@ class _VersionAction(argparse.Action):
 
 COMMANDS = {"demo": demo, "train": train, "evaluate": evaluate, "predict": predict,
             "extract-features": extract_features, "make-synthetic": make_synthetic, "corrupt": corrupt,
-            "bench": bench, "summary": summary, "backends": backends}
+            "bench": bench, "summary": summary, "backends": backends, "check-gpu-build": check_gpu_build}
 
 
 def build_parser() -> argparse.ArgumentParser:

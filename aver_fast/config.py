@@ -59,7 +59,8 @@ class TrainConfig:
     train_stride: int = 512  # frames between training windows (smaller = overlapping windows)
     num_workers: int = 0
     max_batches: int = 0  # cap on batches per epoch (0 = all), for quick runs
-    amp: bool = True  # bfloat16 autocast on GPU (ignored on CPU)
+    amp: bool = True  # bfloat16 autocast on GPU
+    amp_cpu: bool = False  # bfloat16 autocast on CPU too (tests the autocast path; rarely faster on CPUs)
     device: str = "auto"
     video_weights: str = ""  # torchvision-format r2plus1d_18 state dict file for the video backbone
     audio_weights: str = ""  # resnet18-format (1-channel conv1) state dict file for the audio backbone

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from ._common import block, dot, dot_mode, tanh
+from ._plan import Plan
 
 
 @triton.jit
@@ -106,8 +107,22 @@ def _jca_bwd_dj(X, W, G, O, DJ, N, NG, Lx, Lj, C, D, scale, BLOCK_X: tl.constexp
              mask=(cols[:, None] < Lj) & (d0 + offs_d[None, :] < D))
 
 
-def _blocks(lx: int, lj: int, c: int, d: int) -> dict:
-    return dict(BLOCK_X=block(lx, hi=64), BLOCK_J=block(lj, hi=64), BLOCK_C=block(c, hi=32), BLOCK_D=block(d, hi=64))
+def plans(g: int, n: int, lx: int, lj: int, c: int, d: int, dtype: torch.dtype) -> dict[str, Plan]:
+    """The launches of a forward (``fwd``) and backward (``dxw``, ``dj``) at this shape. Tiles of at most 64 x 64
+    with one pipeline stage: <= 32 KB of shared memory in every dtype (the default three stages needed 112 KB)."""
+    bx, bj, bc, bd = block(lx, hi=64), block(lj, hi=64), block(c, hi=32), block(d, hi=64)
+    mode = dot_mode(dtype)
+    io = dict.fromkeys("X W J Out G O DJ".split(), dtype) | {"DXW": torch.float32}
+
+    def plan(kernel, grid, **consts) -> Plan:
+        names = set(kernel.arg_names)
+        return Plan(kernel, grid, consts | {"DOT": mode}, {k: v for k, v in io.items() if k in names}, num_stages=1)
+    return {"fwd": plan(_jca_fwd, (g * n, triton.cdiv(lx, bx), triton.cdiv(lj, bj)), BLOCK_X=bx, BLOCK_J=bj,
+                        BLOCK_C=bc, BLOCK_D=bd),
+            "dxw": plan(_jca_bwd_dxw, (g * n, triton.cdiv(lx, bx), triton.cdiv(d, bd)), BLOCK_X=bx, BLOCK_J=bj,
+                        BLOCK_D=bd),
+            "dj": plan(_jca_bwd_dj, (n, triton.cdiv(lj, bj), triton.cdiv(d, bd)), BLOCK_X=bx, BLOCK_J=bj, BLOCK_C=bc,
+                       BLOCK_D=bd)}
 
 
 def forward(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
@@ -115,9 +130,7 @@ def forward(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> 
     g, n, lx, c = x.shape
     lj, d = j.shape[1], j.shape[2]
     out = torch.empty((g, n, lx, lj), dtype=x.dtype, device=x.device)
-    bs = _blocks(lx, lj, c, d)
-    grid = (g * n, triton.cdiv(lx, bs["BLOCK_X"]), triton.cdiv(lj, bs["BLOCK_J"]))
-    _jca_fwd[grid](x, w, j, out, n, lx, lj, c, d, scale, DOT=dot_mode(x.dtype), **bs)
+    plans(g, n, lx, lj, c, d, x.dtype)["fwd"].launch(x, w, j, out, n, lx, lj, c, d, scale)
     return out
 
 
@@ -127,15 +140,11 @@ def backward(grad: torch.Tensor, out: torch.Tensor, x: torch.Tensor, w: torch.Te
     g, n, lx, c = x.shape
     lj, d = j.shape[1], j.shape[2]
     grad = grad.contiguous()
-    bs = _blocks(lx, lj, c, d)
-    mode = dot_mode(x.dtype)
+    launches = plans(g, n, lx, lj, c, d, x.dtype)
     dxw = torch.empty((g, n, lx, d), dtype=torch.float32, device=x.device)
-    _jca_bwd_dxw[(g * n, triton.cdiv(lx, bs["BLOCK_X"]), triton.cdiv(d, bs["BLOCK_D"]))](
-        grad, out, j, dxw, n, lx, lj, d, scale, BLOCK_X=bs["BLOCK_X"], BLOCK_J=bs["BLOCK_J"],
-        BLOCK_D=bs["BLOCK_D"], DOT=mode)
+    launches["dxw"].launch(grad, out, j, dxw, n, lx, lj, d, scale)
     dj = torch.empty_like(j)
-    _jca_bwd_dj[(n, triton.cdiv(lj, bs["BLOCK_J"]), triton.cdiv(d, bs["BLOCK_D"]))](
-        x, w, grad, out, dj, n, g, lx, lj, c, d, scale, DOT=mode, **bs)
+    launches["dj"].launch(x, w, grad, out, dj, n, g, lx, lj, c, d, scale)
     dxw_c = dxw.to(x.dtype)
     dx = torch.matmul(dxw_c, w.unsqueeze(1).transpose(-1, -2))  # (G, N, Lx, C)
     dw = torch.matmul(x.reshape(g, n * lx, c).transpose(1, 2).float(), dxw.reshape(g, n * lx, d)).to(w.dtype)

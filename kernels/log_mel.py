@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ._common import block
+from ._plan import Plan
 
 
 @triton.jit
@@ -43,7 +44,7 @@ def _log_mel_fwd(Wav, Cos, Sin, Fb, Out, n_samples, frames, hop, pad, n_start, n
     t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
     offs_n = tl.arange(0, BLOCK_N)
     offs_f = tl.arange(0, BLOCK_F)
-    offs_m = tl.arange(0, BLOCK_M)
+    offs_m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)  # one block of mel bands per program
     wav = Wav + clip.to(tl.int64) * n_samples
     mel = tl.zeros((BLOCK_T, BLOCK_M), dtype=tl.float32)
     for f0 in range(0, n_freqs, BLOCK_F):
@@ -65,7 +66,8 @@ def _log_mel_fwd(Wav, Cos, Sin, Fb, Out, n_samples, frames, hop, pad, n_start, n
                      mask=(f[:, None] < n_freqs) & (offs_m[None, :] < n_mels),
                      other=0.0)
         mel += tl.dot(power, fb, input_precision="ieee")
-    db = 10.0 * tl.log(tl.maximum(mel, 1e-10)) * 0.4342944819032518  # 10 log10
+    # 10 log10(max(mel, 1e-10)); a NaN (from a NaN or Inf sample) stays NaN, as in the reference
+    db = 10.0 * tl.log(tl.maximum(mel, 1e-10, propagate_nan=tl.PropagateNan.ALL)) * 0.4342944819032518
     out = Out + clip.to(tl.int64) * n_mels * frames
     tl.store(out + offs_m[None, :] * frames + t[:, None], db.to(Out.dtype.element_ty),
              mask=(t[:, None] < frames) & (offs_m[None, :] < n_mels))
@@ -85,6 +87,18 @@ def basis(window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     return cos, sin, int(nz.min()), int(nz.max()) + 1
 
 
+MAX_BLOCK_M = 128  # mel bands per program; more bands take more programs (the DFT is recomputed per block)
+
+
+def plan(clips: int, frames: int, n_mels: int, dtype: torch.dtype, pad_mode: int) -> Plan:
+    """One program per (clip, 32 frames, up to 128 mel bands), one pipeline stage: <= 20 KB of shared memory."""
+    bt, bm = block(frames, hi=32), block(n_mels, hi=MAX_BLOCK_M)
+    return Plan(_log_mel_fwd, (clips, triton.cdiv(frames, bt), triton.cdiv(n_mels, bm)),
+                dict(PAD_MODE=pad_mode, BLOCK_T=bt, BLOCK_N=32, BLOCK_F=32, BLOCK_M=bm),
+                {"Wav": dtype, "Cos": torch.float32, "Sin": torch.float32, "Fb": torch.float32, "Out": dtype},
+                floats=(), num_stages=1)
+
+
 def forward(waveform: torch.Tensor, dft: tuple[torch.Tensor, torch.Tensor, int, int], filterbank: torch.Tensor,
             hop_length: int, center: bool, pad_mode: int, top_db: float | None, frames: int) -> torch.Tensor:
     """waveform ``(B, samples)``, ``dft`` = :func:`basis` of the window (the op layer caches it with the other
@@ -98,11 +112,9 @@ def forward(waveform: torch.Tensor, dft: tuple[torch.Tensor, torch.Tensor, int, 
     n_freqs, n_mels = filterbank.shape
     fb = filterbank.to(device=waveform.device, dtype=torch.float32).contiguous()
     out = torch.empty((b, n_mels, frames), dtype=waveform.dtype, device=waveform.device)
-    block_t = block(frames, hi=32)
-    _log_mel_fwd[(b, triton.cdiv(frames, block_t))](
+    plan(b, frames, n_mels, waveform.dtype, pad_mode).launch(
         waveform, cos, sin, fb, out, n, frames, hop_length, n_fft // 2 if center else 0, n_start, n_end, n_freqs,
-        n_mels, PAD_MODE=pad_mode, BLOCK_T=block_t, BLOCK_N=32, BLOCK_F=32,
-        BLOCK_M=block(n_mels, hi=256))
+        n_mels)
     if top_db is not None:
         out = torch.maximum(out, out.amax(dim=(-2, -1), keepdim=True) - top_db)
     return out

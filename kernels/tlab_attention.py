@@ -2,9 +2,9 @@
 
 ``A_G = softmax_rows(S)``, ``A_L = softmax_rows(Sᵀ)``, ``S = s Q Kᵀ``; Q, K, V, O are ``(N, L, D)`` contiguous.
 
-* short sequences (``L <= SHORT_MAX_L``): up to 8 (batch, head) problems per program; S is computed once, kept on chip,
-  both softmaxes come from it and both products are fused, looping over D in blocks. Nothing of size L×L reaches
-  global memory; the backward recomputes S and writes dQ, dK, dV without atomics.
+* short sequences (``L <= SHORT_MAX_L[dtype]``): up to 8 (batch, head) problems per program; S is computed once,
+  kept on chip, both softmaxes come from it and both products are fused, looping over D in blocks. Nothing of size
+  L×L reaches global memory; the backward recomputes S and writes dQ, dK, dV without atomics.
 * long sequences: the two-pass form ``U = attn(query=K, key=Q, value=V)``, ``O = attn(query=Q, key=K, value=U)``
   with flash-style online softmax (memory O(L·D)); the backward runs the flash backward of each pass (dK/dV per key
   block, dQ per query block: no atomics, deterministic).
@@ -18,8 +18,11 @@ import triton
 import triton.language as tl
 
 from ._common import block, dot, dot_mode
+from ._plan import Plan, Target, current_target
 
-SHORT_MAX_L = 128  # the short path keeps an L x L tile on chip
+# the short path keeps an L x L tile on chip: up to 64 in float16/bfloat16; float32 (IEEE products, twice the
+# registers) up to 32, its backward at 64 spills 10-29 KB per thread (at 128 it needed 224-292 KB of shared memory)
+SHORT_MAX_L = {torch.float32: 32, torch.float16: 64, torch.bfloat16: 64}
 LONG_MAX_D = 256  # the long path keeps a full row of D on chip
 
 
@@ -233,10 +236,18 @@ def _attn_bwd_dq(Qry, Key, Val, GOut, Lse, Delta, DQry, L, D, scale, BLOCK_M: tl
     _store_rows(DQry, base, offs_m, offs_d, L, D, dq * scale)
 
 
-# ----------------------------------------------------------------------------------------------- launchers
-def use_short_path(L: int) -> bool:
-    """Whole rows fit on chip: the fused short kernels (L <= SHORT_MAX_L); else the two-pass flash path."""
-    return L <= SHORT_MAX_L
+# ----------------------------------------------------------------------------------------------- plans
+# Flash-path tiles (BLOCK_M x BLOCK_D), keyed by (float32?, forward or backward), measured on compiled kernels with
+# one pipeline stage (`aver-fast check-gpu-build`): shared memory per tile element, and the most tile elements 4
+# warps hold in registers without spilling (float32 IEEE products need about twice the registers of the
+# tensor-core float16/bfloat16 ones). The largest BLOCK_M within both is used.
+_FLASH_BYTES = {(True, "fwd"): 12, (True, "bwd"): 24, (False, "fwd"): 6, (False, "bwd"): 12}
+_FLASH_ELEMENTS = {(True, "fwd"): 2048, (True, "bwd"): 2048, (False, "fwd"): 8192, (False, "bwd"): 8192}
+
+
+def use_short_path(L: int, dtype: torch.dtype) -> bool:
+    """Whole rows fit on chip: the fused short kernels (L <= SHORT_MAX_L[dtype]); else the two-pass flash path."""
+    return L <= SHORT_MAX_L[dtype]
 
 
 def problems_per_program(n: int, L: int) -> int:
@@ -245,26 +256,64 @@ def problems_per_program(n: int, L: int) -> int:
     return max(1, min(per, n))
 
 
-def _attn(qry, key, val, scale):
+def _short_plan(backward: bool, n: int, L: int, D: int, dtype: torch.dtype) -> Plan:
+    """The fused short kernel: an L x L tile on chip, looping over D in blocks of up to 64."""
+    bl, bd = block(L), block(D, hi=64)
+    per = problems_per_program(n, L)
+    names = "Q K V GO DQ DK DV" if backward else "Q K V O"
+    return Plan(_tlab_bwd_short if backward else _tlab_fwd_short, (triton.cdiv(n, per),),
+                dict(PROBLEMS=per, BLOCK_L=bl, BLOCK_D=bd, DOT=dot_mode(dtype)), dict.fromkeys(names.split(), dtype),
+                num_stages=1)
+
+
+def _flash_plans(n: int, L: int, D: int, dtype: torch.dtype, target: Target) -> dict[str, Plan]:
+    """The flash kernels of one pass: ``fwd``, and the backward's ``delta``, ``dkdv`` and ``dq``."""
+    bd = block(D, hi=LONG_MAX_D)
+    full = dtype == torch.float32
+
+    def tile(kind: str) -> int:
+        fits = [bm for bm in (64, 32, 16) if bm * bd <= _FLASH_ELEMENTS[full, kind]
+                and _FLASH_BYTES[full, kind] * bm * bd <= target.shared_memory]
+        return fits[0] if fits else 16
+    fwd, bwd = tile("fwd"), tile("bwd")
+    io = dict.fromkeys("Qry Key Val Out GOut DKey DVal DQry".split(), dtype) | {"Lse": torch.float32,
+                                                                                   "Delta": torch.float32}
+    mode = dot_mode(dtype)
+
+    def plan(kernel, bm: int, **consts) -> Plan:
+        names = set(kernel.arg_names)
+        return Plan(kernel, (triton.cdiv(L, bm), n), consts, {k: v for k, v in io.items() if k in names},
+                    num_stages=1)
+    return {"fwd": plan(_attn_fwd, fwd, BLOCK_M=fwd, BLOCK_N=fwd, BLOCK_D=bd, DOT=mode),
+            "delta": plan(_attn_bwd_delta, bwd, BLOCK_M=bwd, BLOCK_D=bd),
+            "dkdv": plan(_attn_bwd_dkdv, bwd, BLOCK_M=bwd, BLOCK_N=bwd, BLOCK_D=bd, DOT=mode),
+            "dq": plan(_attn_bwd_dq, bwd, BLOCK_M=bwd, BLOCK_N=bwd, BLOCK_D=bd, DOT=mode)}
+
+
+def plans(n: int, L: int, D: int, dtype: torch.dtype, target: Target, short: bool | None = None) -> list[Plan]:
+    """Every launch of a forward and backward at this shape (what the compile gate compiles)."""
+    short = use_short_path(L, dtype) if short is None else short
+    if short:
+        return [_short_plan(False, n, L, D, dtype), _short_plan(True, n, L, D, dtype)]
+    return list(_flash_plans(n, L, D, dtype, target).values())
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+def _attn(qry, key, val, scale, flash):
     n, L, D = qry.shape
     out = torch.empty_like(qry)
     lse = torch.empty((n, L), dtype=torch.float32, device=qry.device)
-    bm = block(L, hi=64)
-    _attn_fwd[(triton.cdiv(L, bm), n)](qry, key, val, out, lse, L, D, scale, BLOCK_M=bm, BLOCK_N=bm,
-                                       BLOCK_D=block(D, hi=LONG_MAX_D), DOT=dot_mode(qry.dtype))
+    flash["fwd"].launch(qry, key, val, out, lse, L, D, scale)
     return out, lse
 
 
-def _attn_backward(qry, key, val, out, lse, gout, scale):
+def _attn_backward(qry, key, val, out, lse, gout, scale, flash):
     n, L, D = qry.shape
-    bm, bd = block(L, hi=64), block(D, hi=LONG_MAX_D)
     delta = torch.empty((n, L), dtype=torch.float32, device=qry.device)
-    _attn_bwd_delta[(triton.cdiv(L, bm), n)](out, gout, delta, L, D, BLOCK_M=bm, BLOCK_D=bd)
+    flash["delta"].launch(out, gout, delta, L, D)
     dqry, dkey, dval = torch.empty_like(qry), torch.empty_like(key), torch.empty_like(val)
-    _attn_bwd_dkdv[(triton.cdiv(L, bm), n)](qry, key, val, gout, lse, delta, dkey, dval, L, D, scale, BLOCK_M=bm,
-                                            BLOCK_N=bm, BLOCK_D=bd, DOT=dot_mode(qry.dtype))
-    _attn_bwd_dq[(triton.cdiv(L, bm), n)](qry, key, val, gout, lse, delta, dqry, L, D, scale, BLOCK_M=bm,
-                                          BLOCK_N=bm, BLOCK_D=bd, DOT=dot_mode(qry.dtype))
+    flash["dkdv"].launch(qry, key, val, gout, lse, delta, dkey, dval, L, D, scale)
+    flash["dq"].launch(qry, key, val, gout, lse, delta, dqry, L, D, scale)
     return dqry, dkey, dval
 
 
@@ -272,19 +321,18 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, sho
     """``(O, U, lse_u, lse_o)`` for contiguous ``(N, L, D)`` inputs; U and the log-sum-exps are only kept (non-empty)
     on the long path, whose backward needs them."""
     n, L, D = q.shape
-    short = use_short_path(L) if short is None else short
+    short = use_short_path(L, q.dtype) if short is None else short
     if short:
         out = torch.empty_like(q)
-        per = problems_per_program(n, L)
-        _tlab_fwd_short[(triton.cdiv(n, per),)](q, k, v, out, n, L, D, scale, PROBLEMS=per, BLOCK_L=block(L),
-                                                BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
+        _short_plan(False, n, L, D, q.dtype).launch(q, k, v, out, n, L, D, scale)
         empty = dict(device=q.device)
         return (out, torch.empty(0, dtype=q.dtype, **empty), torch.empty(0, dtype=torch.float32, **empty),
                 torch.empty(0, dtype=torch.float32, **empty))
     if D > LONG_MAX_D:
         raise ValueError(f"the long-sequence Triton path needs D <= {LONG_MAX_D}, got D={D}")
-    u, lse_u = _attn(k, q, v, scale)  # U = softmax(K Qᵀ s) V = A_L V
-    out, lse_o = _attn(q, k, u, scale)  # O = softmax(Q Kᵀ s) U = A_G U
+    flash = _flash_plans(n, L, D, q.dtype, current_target(q.device))
+    u, lse_u = _attn(k, q, v, scale, flash)  # U = softmax(K Qᵀ s) V = A_L V
+    out, lse_o = _attn(q, k, u, scale, flash)  # O = softmax(Q Kᵀ s) U = A_G U
     return out, u, lse_u, lse_o
 
 
@@ -294,10 +342,9 @@ def backward(grad, q, k, v, out, u, lse_u, lse_o, scale):
     grad = grad.contiguous()
     if u.numel() == 0:
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        per = problems_per_program(n, L)
-        _tlab_bwd_short[(triton.cdiv(n, per),)](q, k, v, grad, dq, dk, dv, n, L, D, scale, PROBLEMS=per,
-                                                BLOCK_L=block(L), BLOCK_D=block(D, hi=64), DOT=dot_mode(q.dtype))
+        _short_plan(True, n, L, D, q.dtype).launch(q, k, v, grad, dq, dk, dv, n, L, D, scale)
         return dq, dk, dv
-    dq_o, dk_o, du = _attn_backward(q, k, u, out, lse_o, grad, scale)
-    dk_u, dq_u, dv = _attn_backward(k, q, v, u, lse_u, du, scale)
+    flash = _flash_plans(n, L, D, q.dtype, current_target(q.device))
+    dq_o, dk_o, du = _attn_backward(q, k, u, out, lse_o, grad, scale, flash)
+    dk_u, dq_u, dv = _attn_backward(k, q, v, u, lse_u, du, scale, flash)
     return dq_o + dq_u, dk_o + dk_u, dv

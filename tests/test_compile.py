@@ -98,3 +98,16 @@ def test_full_tlab_breaks_only_at_the_lstm():
     assert all("self.lstm(" in (r.user_stack[-1].line or "") for r in explanation.break_reasons), \
         explanation.break_reasons
     torch.testing.assert_close(torch.compile(m)(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_log_mel_compiles_with_dynamic_shapes(backend, monkeypatch):
+    """dynamic=True: three waveform lengths through one compiled function (the per-setting constants once failed
+    to trace as assume_constant_result)."""
+    require_cpp()
+    monkeypatch.setenv("AVER_FAST_BACKEND", backend)
+    mel = MelSpectrogram(sample_rate=16000, n_fft=256, win_length=200, hop_length=80, n_mels=20)
+    compiled = torch.compile(mel, fullgraph=True, dynamic=True)
+    for n in (1000, 1601, 2403):
+        wav = torch.randn(2, n)
+        torch.testing.assert_close(compiled(wav), mel(wav), rtol=1e-5, atol=1e-3)

@@ -15,12 +15,12 @@ NATIVE = ("aver_fast._C",)  # the C++ extension: a module without Python imports
 ENTRY_POINTS = ("aver_fast.__main__", "aver_fast.train")  # other doors to the command line: drawn as aver_fast.cli
 # the floors, bottom-up; a unit (a top-level module or package of aver_fast, or one command) imports only from floors
 # below its own
-FLOORS = [("aver_fast._C", "aver_fast.kernels"),
+FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels"),
           ("aver_fast.ops",),
           ("aver_fast.nn", "aver_fast.metrics", "aver_fast.checkpoint"),
           ("aver_fast.models", "aver_fast.data"),
           ("aver_fast.config", "aver_fast.inference", "aver_fast.plots", "aver_fast.features",
-           "aver_fast.bench", "aver_fast.summary"),
+           "aver_fast.bench", "aver_fast.summary", "aver_fast.gpu_build"),
           ("aver_fast.commands", "aver_fast"),  # the package's __init__: the public API, re-exported
           ("aver_fast.cli",)]
 

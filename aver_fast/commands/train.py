@@ -207,7 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
     val_loader = DataLoader(val_set, per_rank_batch, sampler=EpochSampler(len(val_set), 0, rank, world, False, False),
                             num_workers=cfg.num_workers, generator=loader_rng)
     loss_fn = CCCLoss()
-    amp = cfg.amp and device.type == "cuda"
+    amp = cfg.amp and (device.type == "cuda" or cfg.amp_cpu)
     interrupted = {"flag": False}
     previous_handler = signal.getsignal(signal.SIGINT)
 

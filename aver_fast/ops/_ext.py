@@ -106,7 +106,7 @@ def triton_device(device: torch.device, dtype: torch.dtype) -> str | None:
     if dtype not in TRITON_DTYPES:
         return f"the Triton kernels take float16/bfloat16/float32 (got {dtype})"
     if device.type == "cuda":
-        return None
+        return None if torch.cuda.is_available() else "no CUDA device is visible"
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
         return None
     return (f"the Triton kernels run on CUDA tensors (got {device.type}; on CPU they run in the interpreter "

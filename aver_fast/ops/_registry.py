@@ -1,15 +1,19 @@
 """Which backend runs an op.
 
-Backends, fastest first: ``cuda`` (compiled CUDA kernels in ``aver_fast._C``), ``triton`` (``aver_fast.kernels``),
-``cpp`` (compiled CPU kernels in ``aver_fast._C``) and ``reference`` (pure PyTorch, always available).
+Backends, in priority order: ``triton`` (``aver_fast.kernels``), ``cpp`` (compiled CPU kernels in ``aver_fast._C``)
+and ``reference`` (pure PyTorch, always available). On CUDA the ``torch.ops.aver_fast.*`` ops also dispatch to the
+Triton kernels.
 
 Selection for ``(op, device, dtype)``:
 
 1. the ``backend=`` keyword of the op, else the ``AVER_FAST_BACKEND`` environment variable (read at each call);
    an explicitly requested backend that cannot run raises ``RuntimeError`` saying why;
-2. otherwise the first backend in priority order that is available and supports the device, dtype and arguments
+2. otherwise, where autotuning is on (on CUDA; everywhere with ``AVER_FAST_AUTOTUNE=1``; nowhere with ``=0``), the
+   backend that measured fastest for this (device name, dtype, shape bucket, forward or forward+backward), among
+   those that can run the call: the first call of each key times every one (see :mod:`aver_fast.ops._autotune`);
+3. otherwise the first backend in priority order that is available and supports the device, dtype and arguments
    (Triton is picked automatically on CUDA only: on CPU it runs in the interpreter, for testing, when asked for);
-3. ``reference`` as the last resort.
+4. ``reference`` as the last resort.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-BACKENDS = ("cuda", "triton", "cpp", "reference")
+from . import _autotune
+
+BACKENDS = ("triton", "cpp", "reference")
 ENV_VAR = "AVER_FAST_BACKEND"
 
 
@@ -117,19 +123,19 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
             raise RuntimeError(f"aver_fast.{op}: backend {name!r} was requested but cannot run on "
                                f"{device.type}/{dtype}: {reason}")
         return _observed(op, b)
-    for candidate in BACKENDS:
-        b = entry.backends.get(candidate)
-        if b is None or (b.auto_devices is not None and device.type not in b.auto_devices):
-            continue
-        if _why_not(b, device, dtype, args) is None:
-            return _observed(op, b)
-    raise AssertionError(f"no backend for {op}")  # unreachable: reference supports everything
+    eligible = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
+                and (b.auto_devices is None or device.type in b.auto_devices)
+                and _why_not(b, device, dtype, args) is None]
+    if len(eligible) > 1 and args is not None and _autotune.enabled(device):
+        return _observed(op, _autotune.choose(op, device, dtype, eligible, args))
+    return _observed(op, eligible[0])  # the reference supports everything, so there is always one
 
 
 def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = torch.float32) -> dict:
     """Report, per op and device, which backend would run (for ``dtype``) and why the others would not.
 
-    Returns ``{op: {device: {"selected": name, "reasons": {backend: None | reason}}}}``.
+    Returns ``{op: {device: {"selected": name, "reasons": {backend: None | reason}, "measured": {key: name}}}}``;
+    ``selected`` is the fixed rule's choice, ``measured`` the autotuned choices cached for that device.
     """
     report: dict = {}
     for op, entry in sorted(_OPS.items()):
@@ -141,5 +147,6 @@ def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = to
                 selected = select(op, device, dtype).name
             except (RuntimeError, ValueError) as e:
                 selected = f"error: {e}"
-            report[op][dev] = {"selected": selected, "reasons": reasons}
+            report[op][dev] = {"selected": selected, "reasons": reasons,
+                               "measured": _autotune.choices(op, device)}
     return report

@@ -5,6 +5,7 @@ message naming the offending argument whatever backend would have been picked.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -49,3 +50,26 @@ def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
     if ts[0].dtype in HALF_DTYPES:
         return tuple(t.float() for t in ts)
     return ts
+
+
+def _autocast_on(t: object) -> bool:
+    if not isinstance(t, torch.Tensor) or t.device.type not in ("cpu", "cuda", "xpu", "mps"):
+        return False
+    return torch.is_autocast_enabled(t.device.type)
+
+
+def autocast_inputs(*ts: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+    """The ops' autocast rule. Inside ``torch.autocast`` for the first tensor's device, every floating tensor is
+    cast to the autocast dtype (or to ``dtype`` for an op that must run in it, e.g. float32 for log_mel), so a bf16
+    activation meets a float32 weight as it would in a matmul; outside autocast the inputs are unchanged and mixed
+    dtypes fail the op's checks."""
+    if not _autocast_on(ts[0]):
+        return ts
+    to = dtype or torch.get_autocast_dtype(ts[0].device.type)
+    return tuple(t.to(to) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in ts)
+
+
+def autocast_off(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast disabled on ``t``'s device while a backend runs: after :func:`autocast_inputs` every backend
+    computes exactly as for inputs of that dtype (the references' matmuls are not re-cast)."""
+    return torch.autocast(t.device.type, enabled=False) if _autocast_on(t) else contextlib.nullcontext()

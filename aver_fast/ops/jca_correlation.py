@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import check_same, check_scale, check_tensor, upcast_half
+from ._validation import autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
 
 OP = "jca_correlation"
 
@@ -100,10 +100,13 @@ def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: fl
         backend: see :func:`aver_fast.tlab_attention`.
 
     Returns:
-        ``(..., Lx, Lj)`` correlation matrix in ``(-1, 1)``.
+        ``(..., Lx, Lj)`` correlation matrix in ``(-1, 1)``. Under ``torch.autocast`` the inputs are cast to the
+        autocast dtype first.
     """
+    x, w, j = autocast_inputs(x, w, j)
     s = check_inputs(x, w, j, scale)
-    return _registry.select(OP, x.device, x.dtype, backend, (x, w, j, s)).fn(x, w, j, s)
+    with autocast_off(x):
+        return _registry.select(OP, x.device, x.dtype, backend, (x, w, j, s)).fn(x, w, j, s)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -166,6 +169,12 @@ def jca_correlation_pair(a: torch.Tensor, w_a: torch.Tensor, v: torch.Tensor, w_
 
     With the Triton backend and equal shapes (the paper's 512/512), both go in one kernel launch.
     """
+    a, w_a, v, w_v, j = autocast_inputs(a, w_a, v, w_v, j)
+    with autocast_off(a):
+        return _pair(a, w_a, v, w_v, j, scale, backend)
+
+
+def _pair(a, w_a, v, w_v, j, scale, backend):
     s_a = check_inputs(a, w_a, j, scale)
     s_v = check_inputs(v, w_v, j, scale)
     b = _registry.select(OP, a.device, a.dtype, backend, (a, w_a, j, s_a))

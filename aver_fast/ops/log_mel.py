@@ -7,15 +7,16 @@ Shapes: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``,
 """
 from __future__ import annotations
 
+import ast
 import functools
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from . import _ext, _registry
-from ._validation import check_tensor, upcast_half
+from ._validation import autocast_inputs, autocast_off, check_tensor, upcast_half
 
 OP = "log_mel"
 AMIN = 1e-10
@@ -83,6 +84,15 @@ class MelParams:
     mel_scale: str
     norm: str | None
     top_db: float | None
+
+    # The settings the window and filterbank depend on, as one string, made at construction: torch.compile passes a
+    # string attribute to the constants cache as a constant, whether the settings were built in the graph or held by
+    # a module (whose ints and floats dynamic=True would otherwise treat as symbols).
+    constants_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "constants_key", repr((self.sample_rate, self.n_fft, self.win_length, self.n_mels,
+                                                        self.f_min, self.f_max, self.mel_scale, self.norm)))
 
     def filterbank(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
         fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max, self.mel_scale,
@@ -156,14 +166,15 @@ def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool
     """The per-setting constants, from the one cache (constants to torch.compile too): the Hann window of
     ``win_length``, the same zero-padded (centred) to ``n_fft``, the ``(n_freqs, n_mels)`` filterbank and, with
     ``dft``, the Triton kernel's window-folded DFT basis (``aver_fast.kernels.log_mel.basis``)."""
-    return _cached_constants(p.sample_rate, p.n_fft, p.win_length, p.n_mels, p.f_min, p.f_max, p.mel_scale, p.norm,
-                             dtype, device, dft)
+    # strings, not ints or dtype/device objects: what dynamo hands to assume_constant_result in every case
+    return _cached_constants(p.constants_key, str(dtype).removeprefix("torch."), str(device), dft)
 
 
 @functools.lru_cache(maxsize=32)
 @torch.compiler.assume_constant_result  # inside the cache: dynamo traces lru_cache wrappers, then sees the mark
-def _cached_constants(sample_rate: int, n_fft: int, win_length: int, n_mels: int, f_min: float, f_max: float,
-                      mel_scale: str, norm: str | None, dtype: torch.dtype, device: torch.device, dft: bool):
+def _cached_constants(key: str, dtype_name: str, device_name: str, dft: bool):
+    sample_rate, n_fft, win_length, n_mels, f_min, f_max, mel_scale, norm = ast.literal_eval(key)
+    dtype, device = getattr(torch, dtype_name), torch.device(device_name)
     left = (n_fft - win_length) // 2
     window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
     padded = torch.nn.functional.pad(window, (left, n_fft - win_length - left))
@@ -209,7 +220,23 @@ def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
                                       PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
+    return _nonfinite_frames(waveform, out, p).reshape(*waveform.shape[:-1], p.n_mels, frames)
+
+
+def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -> torch.Tensor:
+    """The reference's NaN rule for the fast kernels' ``(N, n_mels, frames)`` output: a frame whose ``n_fft`` samples
+    (padding included) hold a NaN or Inf is NaN in every band (``torch.stft`` multiplies the window's zeros too,
+    and 0·Inf is NaN; the kernels skip those zeros), and with ``top_db`` its whole item is (the floor is NaN)."""
+    wav = waveform.reshape(-1, waveform.shape[-1])
+    if wav.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(wav).all()):
+        return out  # the common case, checked without a device sync
+    bad = (~torch.isfinite(wav)).to(out.dtype if out.dtype.is_floating_point else torch.float32)[:, None]
+    if p.center:
+        bad = torch.nn.functional.pad(bad, (p.n_fft // 2, p.n_fft // 2), mode=p.pad_mode)
+    frames = bad[:, 0].unfold(-1, p.n_fft, p.hop_length).amax(-1)[:, : out.shape[-1]] > 0  # (N, frames)
+    if p.top_db is not None:
+        frames = frames.any(-1, keepdim=True).expand_as(frames)
+    return out.masked_fill(frames[:, None, :], float("nan"))
 
 
 def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
@@ -253,18 +280,20 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024,
     Periodic Hann window of ``win_length`` zero-padded to ``n_fft``; power spectrum; mel filterbank (``mel_scale``
     "slaney" or "htk", ``norm`` "slaney" (area) or None); ``10·log10(max(p, 1e-10))``; then, per item,
     ``max(x, x.max() - top_db)`` unless ``top_db`` is None. ``f_max`` defaults to ``sample_rate / 2``.
-    Defaults are the paper's (44.1 kHz, window 882, hop 441, 128 mels). ``backend``: see
-    :func:`aver_fast.tlab_attention`.
+    Defaults are the paper's (44.1 kHz, window 882, hop 441, 128 mels). Under ``torch.autocast`` it computes and
+    returns float32. ``backend``: see :func:`aver_fast.tlab_attention`.
     """
     p = make_params(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, center, pad_mode, mel_scale,
                     norm, top_db)
-    check_waveform(waveform, p)
     return log_mel_params(waveform, p, backend)
 
 
 def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None) -> torch.Tensor:
-    """:func:`log_mel` with settings already validated by :func:`make_params` (and a checked waveform)."""
-    return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)
+    """:func:`log_mel` with settings already validated by :func:`make_params`."""
+    (waveform,) = autocast_inputs(waveform, dtype=torch.float32)  # dB over 100+ dB of range: float32 under autocast
+    check_waveform(waveform, p)
+    with autocast_off(waveform):
+        return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -293,7 +322,7 @@ def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), cos, sin, n_start, n_end, fb, p.hop_length,
                                              p.center, PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
+    return _nonfinite_frames(waveform, out, p).reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import check_same, check_scale, check_tensor, upcast_half
+from ._validation import autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
 
 OP = "tlab_attention"
 
@@ -88,15 +88,19 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     Args:
         q, k, v: ``(..., L, D)`` floating-point tensors of the same shape, dtype and device.
         scale: ``s``; defaults to ``D**-0.5``.
-        backend: force ``"reference"``, ``"cpp"``, ``"triton"`` or ``"cuda"`` (else ``$AVER_FAST_BACKEND``, else
+        backend: force ``"reference"``, ``"cpp"`` or ``"triton"`` (else ``$AVER_FAST_BACKEND``, else
             the fastest available one; see :func:`aver_fast.backends`).
+
+    Under ``torch.autocast`` the inputs are cast to the autocast dtype first.
 
     Returns:
         ``(..., L, D)``. Equals two chained attentions: ``U = attn(query=k, key=q, value=v)``,
         ``O = attn(query=q, key=k, value=U)``.
     """
+    q, k, v = autocast_inputs(q, k, v)
     s = check_inputs(q, k, v, scale)
-    return _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s)).fn(q, k, v, s)
+    with autocast_off(q):
+        return _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s)).fn(q, k, v, s)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -112,7 +116,7 @@ def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def _(q, k, v, scale):
     from ..kernels import tlab_attention as kernel
     n, L, D = q.shape
-    if kernel.use_short_path(L):
+    if kernel.use_short_path(L, q.dtype):
         return q.new_empty(q.shape), q.new_empty(0), q.new_empty(0, dtype=torch.float32), \
             q.new_empty(0, dtype=torch.float32)
     return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty((n, L), dtype=torch.float32), \
@@ -163,7 +167,7 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     from ..kernels.tlab_attention import LONG_MAX_D, use_short_path  # lazily: importing it imports triton
 
     L, D = q.shape[-2:]
-    if not use_short_path(L) and D > LONG_MAX_D:
+    if not use_short_path(L, q.dtype) and D > LONG_MAX_D:
         return f"the long-sequence Triton path keeps a row of D <= {LONG_MAX_D} on chip (got L={L}, D={D})"
     return None
 

@@ -3,6 +3,7 @@
 // pass; then the per-item top_db floor. Needs n_fft to be a power of two (the Python registry falls back to the
 // reference otherwise).
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common.h"
@@ -118,9 +119,13 @@ at::Tensor log_mel(const at::Tensor& waveform, const at::Tensor& window, const a
       for_each_problem<scalar_t>(B, 0, [&](int64_t b, scalar_t*) {
         scalar_t* o = op + b * n_mels * frames;
         scalar_t mx = o[0];
-        for (int64_t e = 1; e < n_mels * frames; ++e) mx = o[e] > mx ? o[e] : mx;
-        const scalar_t lo = mx - floor_db;
-        for (int64_t e = 0; e < n_mels * frames; ++e) o[e] = o[e] < lo ? lo : o[e];
+        bool nan = false;  // as torch.amax/maximum: a NaN anywhere in the item makes its floor, so all of it, NaN
+        for (int64_t e = 0; e < n_mels * frames; ++e) {
+          mx = o[e] > mx ? o[e] : mx;
+          nan |= o[e] != o[e];
+        }
+        const scalar_t lo = nan ? std::numeric_limits<scalar_t>::quiet_NaN() : mx - floor_db;
+        for (int64_t e = 0; e < n_mels * frames; ++e) o[e] = (nan || o[e] < lo) ? lo : o[e];
       });
     }
   });

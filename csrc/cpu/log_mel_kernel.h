@@ -3,6 +3,7 @@
 // real FFT (an N/2-point complex FFT plus the real-input split), squared, projected on the mel filters using only
 // their non-zero band, and converted to dB. The per-item top_db floor is applied by the caller afterwards.
 #pragma once
+#include <limits>
 #include "blas.h"
 #include "log_mel_plan.h"
 
@@ -84,8 +85,11 @@ void log_mel_block(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T*
     for (int64_t v0 = 0; v0 < V; v0 += S::lanes) {
       typename S::vec acc = S::splat(T(0));
       for (int64_t f = 0; f < p.mel_len[m]; ++f) acc += w[f] * S::load(src + f * V + v0);
+      // vdb reads the float's bits, so NaN and +Inf powers (a NaN or Inf sample) bypass it: NaN stays NaN and
+      // +Inf gives +Inf dB, as in the reference
+      const auto finite = (acc == acc) & (acc < S::splat(std::numeric_limits<T>::infinity()));
       acc = acc < S::splat(T(1e-10)) ? S::splat(T(1e-10)) : acc;
-      S::store(dbuf + v0, vdb(acc));
+      S::store(dbuf + v0, finite ? vdb(acc) : acc);
     }
     T* dst = out + m * p.frames + t0;
     for (int64_t l = 0; l < nt; ++l) dst[l] = dbuf[l];

@@ -243,3 +243,11 @@ def test_backbone_weight_files(data, tmp_path):
                  "--video-weights", str(tmp_path / "video.pth")]) == 0
     assert main(["extract-features", "--data", data, "--out", str(tmp_path / "g"), "--preset", "tiny",
                  "--video-weights", str(tmp_path / "audio.pth")]) == 2  # wrong file: a clear error, no crash
+
+
+def test_bfloat16_autocast_training_on_cpu(data, tmp_path):
+    """The training loop's autocast path (bf16 on GPU by default), exercised on CPU behind amp_cpu."""
+    best = train(cfg(data, tmp_path / "amp", epochs=1, amp_cpu=True))
+    assert best is not None and math.isfinite(best["mean"])
+    log = [json.loads(line) for line in open(tmp_path / "amp" / "log.jsonl")]
+    assert log[0]["batches"] == 3 and math.isfinite(log[0]["loss"])

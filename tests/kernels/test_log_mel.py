@@ -49,3 +49,23 @@ def test_batch_dims_and_silence():
     out = aver_fast.log_mel(x.to(DEVICE), backend="triton", **case)
     check(out, log_mel_ref(x.double(), **case), 1e-4)
     assert ((out[1, 0] + 100.0).abs() < 1e-4).all()
+
+
+@pytest.mark.parametrize("n_mels", [257, 300], ids=lambda n: f"M{n}")
+@pytest.mark.filterwarnings("ignore:mel filterbank has all-zero filters")
+def test_more_than_one_block_of_mel_bands(n_mels):
+    """More mel bands than one program holds (once capped at 256: 257 was 12 dB off, 512 thousands)."""
+    case = dict(sample_rate=16000, n_fft=1024, win_length=800, hop_length=400, n_mels=n_mels, top_db=None)
+    x = torch.randn(2, 2000, dtype=torch.float64)
+    check(aver_fast.log_mel(x.float().to(DEVICE), backend="triton", **case), log_mel_ref(x, **case), 1e-4)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_nan_and_inf_samples_give_nan_where_the_reference_does(bad):
+    case = dict(CASES[0][0], top_db=None)
+    x = torch.randn(2, 1001)
+    x[0, 500] = bad
+    out = aver_fast.log_mel(x.to(DEVICE), backend="triton", **case).cpu()
+    ref = log_mel_ref(x.double(), **case)
+    assert torch.isnan(ref[0]).any() and torch.equal(torch.isnan(out), torch.isnan(ref))
+    check(out[1:], ref[1:], 1e-4)

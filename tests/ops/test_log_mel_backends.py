@@ -113,3 +113,20 @@ def test_cpp_property_random_settings(seed, batch, n_fft, win_frac, hop, n_mels,
                   pad_mode=("reflect", "constant", "replicate", "circular")[pad], center=center)
     x = torch.randn(batch, samples, dtype=torch.float64)
     check(aver_fast.log_mel(x.to(dtype), backend="cpp", **kwargs), log_mel_ref(x, **kwargs))
+
+
+@pytest.mark.parametrize("top_db", [80.0, None], ids=["top_db80", "no-top_db"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_nan_and_inf_samples_give_nan_where_the_reference_does(bad, top_db):
+    """A NaN/Inf sample must not turn into plausible dB values (the fast log once read NaN as ~385 dB)."""
+    require_cpp()
+    case = dict(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40, top_db=top_db)
+    x = torch.randn(3, 4000)
+    x[1, 1234] = bad
+    ref = aver_fast.log_mel(x.double(), backend="reference", **case)
+    out = aver_fast.log_mel(x, backend="cpp", **case)
+    assert torch.isnan(ref[1]).any() and not torch.isnan(ref[[0, 2]]).any()
+    assert torch.equal(torch.isnan(out), torch.isnan(ref))
+    assert torch.equal(torch.isinf(out), torch.isinf(ref))
+    ok = torch.isfinite(ref)
+    torch.testing.assert_close(out.double()[ok], ref[ok], rtol=1e-4, atol=1e-3)

@@ -24,6 +24,11 @@ def test_backends_report_names_the_choice_and_reasons():
         assert per_device["cpu"]["selected"] == "cpp"
         assert per_device["cpu"]["reasons"]["reference"] is None
         assert "CPU tensors only" in per_device["cuda"]["reasons"]["cpp"]
+        assert set(per_device["cpu"]["reasons"]) == {"triton", "cpp", "reference"}  # nothing that never runs
+        if not torch.cuda.is_available():  # no GPU: Triton is not offered for CUDA tensors
+            assert per_device["cuda"]["reasons"]["triton"] in ("no CUDA device is visible",
+                                                              _ext.triton_available())
+            assert per_device["cuda"]["selected"] == "reference"
     half = aver_fast.backends(dtype=torch.float16)
     assert half["tlab_attention"]["cpu"]["selected"] == "reference"
 
@@ -41,7 +46,7 @@ def test_keyword_and_environment_force_a_backend(backend, monkeypatch):
 
 def test_unavailable_explicit_backend_raises(monkeypatch):
     q = torch.randn(2, 5, 8)
-    with pytest.raises(RuntimeError, match="backend 'cuda' was requested"):
+    with pytest.raises(ValueError, match="'cuda' is not a backend"):
         aver_fast.tlab_attention(q, q, q, backend="cuda")
     with pytest.raises(RuntimeError, match="backend 'cpp' was requested.*float16"):
         aver_fast.tlab_attention(q.half(), q.half(), q.half(), backend="cpp")

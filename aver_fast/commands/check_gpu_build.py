@@ -1,0 +1,37 @@
+"""``aver-fast check-gpu-build``: compile every Triton kernel specialization the dispatcher can launch for real GPU
+targets (no GPU needed) and fail when one does not fit (shared memory), spills, or compiles too slowly. Exit 0 when
+every specialization passes, 1 when one fails."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "compile every Triton kernel specialization for sm_80/86/87/89/90 without a GPU and check it fits"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="80,86,87,89,90", help="comma-separated compute capabilities "
+                                                           "(default: 80,86,87,89,90)")
+    p.add_argument("--quick", action="store_true", help="the largest specialization of each kernel, dtype class and "
+                                                        "padding mode only (CI)")
+    p.add_argument("--jobs", type=int, help="parallel compilations (default: the CPU count)")
+    p.add_argument("--out", help="also write the table into this markdown file (its 'gpu-build' section)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import write_section
+    from ..gpu_build import check, markdown
+
+    try:
+        archs = tuple(int(a.strip().removeprefix("sm_")) for a in args.arch.split(",") if a.strip())
+    except ValueError:
+        raise ValueError(f"--arch takes compute capabilities like 80,86,90, got {args.arch!r}") from None
+    results = check(archs, quick=args.quick, workers=args.jobs)
+    table = markdown(results)
+    print(table)
+    failed = [r for r in results if r.problems]
+    print(f"{len(results) - len(failed)} of {len(results)} specializations pass "
+          f"({'quick' if args.quick else 'full'} sweep)")
+    if args.out:
+        write_section(args.out, "## GPU build: ahead-of-time compilation (`aver-fast check-gpu-build"
+                      + (" --quick" if args.quick else "") + "`)\n\n" + table, section="gpu-build")
+    return 1 if failed else 0

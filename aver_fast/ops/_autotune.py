@@ -1,0 +1,171 @@
+"""Measured backend choice: the first call of an op for a key (device name, dtype, shape bucket, forward or
+forward+backward) times every backend that can run it and keeps the fastest, in memory and on disk.
+
+* On by default on CUDA, where nobody has measured which backend wins on which card; ``AVER_FAST_AUTOTUNE=1`` turns it
+  on for every device (CPU included), ``=0`` off everywhere (the fixed priority rule). ``backend=`` always wins.
+* Timing: warm-up, then the median of :data:`REPEATS` calls (CUDA events on a GPU, wall clock elsewhere); when an
+  input requires grad, forward and backward are timed together. The reference is always a candidate, so a kept
+  backend never measured slower than the reference.
+* The disk cache is one JSON file per (aver_fast, torch, triton) versions under ``$AVER_FAST_CACHE_DIR`` (default
+  ``~/.cache/aver_fast``), written atomically; an unreadable file is ignored with a warning and rewritten.
+* Never while torch.compile traces, while a CUDA graph is captured, or on meta/fake tensors (the fixed rule runs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+ENV_VAR = "AVER_FAST_AUTOTUNE"
+CACHE_ENV = "AVER_FAST_CACHE_DIR"
+REPEATS = 5
+_MEMORY: dict[str, str] = {}
+_LOADED: set[str] = set()
+
+
+def enabled(device: torch.device) -> bool:
+    flag = os.environ.get(ENV_VAR, "")
+    if flag == "0":
+        return False
+    if flag != "1" and device.type != "cuda":
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    return not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+
+
+def _versions() -> str:
+    from .._version import __version__
+
+    try:
+        import triton
+        tv = triton.__version__
+    except ImportError:
+        tv = "none"
+    return f"aver_fast-{__version__}_torch-{torch.__version__}_triton-{tv}".replace("+", "-")
+
+
+def cache_path() -> str:
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "aver_fast")
+    return os.path.join(root, f"backends_{_versions()}.json")
+
+
+def _load(path: str) -> None:
+    if path in _LOADED:
+        return
+    _LOADED.add(path)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError("not a {key: backend} table")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        warnings.warn(f"aver_fast: ignoring the backend cache {path} ({e}); it will be rewritten", stacklevel=3)
+        return
+    for k, v in data.items():
+        _MEMORY.setdefault(k, v)
+
+
+def _save(path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".backends-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(sorted(_MEMORY.items())), f, indent=1)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home: the choice still holds in memory for this process
+        warnings.warn(f"aver_fast: cannot write the backend cache {path}: {e}", stacklevel=3)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+def _bucket(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return "x".join(str(1 << max(0, int(n) - 1).bit_length()) for n in x.shape) or "scalar"
+    if isinstance(x, float):
+        return "f"  # a scale: not a different problem
+    return repr(x)
+
+
+def key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
+    grad = torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+    shapes = ",".join(_bucket(a) for a in args)
+    return f"{op}|{_device_name(device)}|{str(dtype).removeprefix('torch.')}|{shapes}|{'fwd+bwd' if grad else 'fwd'}"
+
+
+def _default_timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def timed(fn: Callable[[], object]) -> float:
+        fn()  # warm-up (and compilation of Triton kernels)
+        times = []
+        for _ in range(REPEATS):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) * 1e-3)
+            else:
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    return timed
+
+
+TIMER: Callable[[torch.device], Callable[[Callable[[], object]], float]] = _default_timer  # tests inject theirs
+
+
+def _call(backend, args: tuple) -> Callable[[], object]:
+    """One timed call: fresh leaves for the tensors that require grad, and a backward when any does."""
+    grad = torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+    def run() -> None:
+        if not grad:
+            with torch.no_grad():
+                backend.fn(*args)
+            return
+        leaves = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args]
+        out = backend.fn(*leaves)
+        out.backward(torch.ones_like(out))
+    run.backend = backend.name  # what an injected timer may look at
+    return run
+
+
+def choose(op: str, device: torch.device, dtype: torch.dtype, eligible: list, args: tuple):
+    """The eligible backend that measured fastest for this call's key (measured now if the key is new)."""
+    if any(isinstance(a, torch.Tensor) and (a.is_meta or type(a) is not torch.Tensor and
+                                             "Fake" in type(a).__name__) for a in args):
+        return eligible[0]
+    path = cache_path()
+    _load(path)
+    k = key(op, device, dtype, args)
+    by_name = {b.name: b for b in eligible}
+    if _MEMORY.get(k) in by_name:
+        return by_name[_MEMORY[k]]
+    timer = TIMER(device)
+    times = {b.name: timer(_call(b, args)) for b in eligible}
+    _MEMORY[k] = min(times, key=times.get)
+    _save(path)
+    return by_name[_MEMORY[k]]
+
+
+def choices(op: str, device: torch.device) -> dict[str, str]:
+    """The measured choices held for ``op`` on ``device`` (this process's and the disk cache's)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return {}
+    _load(cache_path())
+    prefix = f"{op}|{_device_name(device)}|"
+    return {k: v for k, v in sorted(_MEMORY.items()) if k.startswith(prefix)}

@@ -1,0 +1,94 @@
+"""The measured backend choice (aver_fast/ops/_autotune.py), exercised on CPU with the cpp and reference backends
+and an injected timer: the fastest eligible backend is kept per key, in memory and on disk; the cache survives a
+new process and a corrupt file; AVER_FAST_AUTOTUNE=0 and backend= still rule."""
+import json
+import warnings
+
+import pytest
+import torch
+
+import aver_fast
+from aver_fast.ops import _autotune, _registry
+
+from ._parity import require_cpp
+
+
+@pytest.fixture
+def tune(tmp_path, monkeypatch):
+    """Autotuning on for CPU, a private cache folder, an empty memory and a timer that reads ``seconds``."""
+    require_cpp()
+    monkeypatch.setenv(_autotune.ENV_VAR, "1")
+    monkeypatch.setenv(_autotune.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(_autotune, "_MEMORY", {})
+    monkeypatch.setattr(_autotune, "_LOADED", set())
+    state = {"seconds": {"cpp": 1.0, "reference": 2.0}, "timed": []}
+
+    def timer(_device):
+        def timed(fn):
+            fn()
+            state["timed"].append(fn.backend)
+            return state["seconds"][fn.backend]
+        return timed
+    monkeypatch.setattr(_autotune, "TIMER", timer)
+    return state
+
+
+def _select(q):
+    return _registry.select("tlab_attention", q.device, q.dtype, None, (q, q, q, 0.5)).name
+
+
+def test_the_faster_backend_is_kept_per_key_and_timed_once(tune):
+    q = torch.randn(2, 16, 8)
+    tune["seconds"] = {"cpp": 3.0, "reference": 1.0}  # the fused kernel measured slower: never kept
+    assert _select(q) == "reference"
+    assert sorted(tune["timed"]) == ["cpp", "reference"]
+    assert _select(q) == "reference" and len(tune["timed"]) == 2  # cached: not timed again
+    assert _select(torch.randn(2, 15, 8)) == "reference" and len(tune["timed"]) == 2  # same bucket (L 15 -> 16)
+    tune["seconds"] = {"cpp": 1.0, "reference": 3.0}
+    assert _select(torch.randn(2, 100, 8)) == "cpp"  # another bucket: measured anew
+    assert _select(q.requires_grad_()) == "cpp" and len(tune["timed"]) == 6  # forward+backward is its own key
+    keys = list(json.loads(open(_autotune.cache_path()).read()))
+    assert any(k.endswith("|fwd+bwd") for k in keys) and any(k.endswith("|fwd") for k in keys)
+    measured = aver_fast.backends()["tlab_attention"]["cpu"]["measured"]
+    assert set(measured.values()) == {"reference", "cpp"} and len(measured) == 3
+
+
+def test_the_disk_cache_survives_the_process_and_damage(tune, monkeypatch):
+    q = torch.randn(2, 16, 8)
+    tune["seconds"] = {"cpp": 3.0, "reference": 1.0}
+    assert _select(q) == "reference"
+    monkeypatch.setattr(_autotune, "_MEMORY", {})  # a new process
+    monkeypatch.setattr(_autotune, "_LOADED", set())
+    tune["timed"].clear()
+    assert _select(q) == "reference" and tune["timed"] == []  # read from disk, not timed
+    path = _autotune.cache_path()
+    with open(path, "w") as f:
+        f.write("{not json")
+    monkeypatch.setattr(_autotune, "_MEMORY", {})
+    monkeypatch.setattr(_autotune, "_LOADED", set())
+    with pytest.warns(UserWarning, match="ignoring the backend cache"):
+        assert _select(q) == "reference"
+    assert len(tune["timed"]) == 2 and json.loads(open(path).read())  # measured again and rewritten
+
+
+def test_off_switch_forced_backend_and_no_timing_while_compiling(tune, monkeypatch):
+    q = torch.randn(2, 16, 8)
+    tune["seconds"] = {"cpp": 3.0, "reference": 1.0}
+    monkeypatch.setenv(_autotune.ENV_VAR, "0")
+    assert _select(q) == "cpp" and tune["timed"] == []  # the fixed rule
+    monkeypatch.setenv(_autotune.ENV_VAR, "1")
+    assert _registry.select("tlab_attention", q.device, q.dtype, "cpp", (q, q, q, 0.5)).name == "cpp"
+    assert tune["timed"] == []  # a forced backend is not measured
+    torch.testing.assert_close(aver_fast.tlab_attention(q, q, q), aver_fast.tlab_attention(q, q, q, backend="cpp"))
+    monkeypatch.delenv(_autotune.ENV_VAR)
+    assert not _autotune.enabled(torch.device("cpu"))  # off on CPU by default (the fixed rule is deterministic)
+
+
+@pytest.mark.usefixtures("tune")
+def test_results_do_not_depend_on_the_measurement():
+    """Whatever backend wins, the op's result is the op's (both backends agree within the parity tolerance)."""
+    q = torch.randn(2, 2, 16, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = aver_fast.tlab_attention(q, q, q)
+    torch.testing.assert_close(out, aver_fast.tlab_attention(q, q, q, backend="reference"), rtol=1e-5, atol=1e-5)
