@@ -2,6 +2,8 @@
 # make demo: run the main job (aver-fast demo).   make bench: pytest benchmarks.
 # make check-install: build the sdist and the wheel, install each into a fresh venv, check them from outside.
 # make lint: ruff (rules and line length in pyproject.toml).
+# make check-gpu: compile every Triton kernel specialization for sm_80/86/87/89/90 (no GPU needed), table into
+# benchmarks/RESULTS.md; make check-gpu-quick: the largest specialization of each kernel (CI).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +14,7 @@ export MAX_JOBS ?= 2
 # what the compiled extension is built from: the install is redone only when one of these changes
 EXT_SOURCES := $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh) setup.py pyproject.toml
 
-.PHONY: install test demo bench lint check-install clean
+.PHONY: install test demo bench lint check-install check-gpu check-gpu-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,12 @@ bench: install
 lint: $(VENV)/.deps
 	$(BIN)/python -m pip install -q ruff==0.17.6
 	$(BIN)/ruff check .
+
+check-gpu: install
+	$(BIN)/aver-fast check-gpu-build --out benchmarks/RESULTS.md
+
+check-gpu-quick: install
+	$(BIN)/aver-fast check-gpu-build --quick
 
 check-install: install
 	PYTHON=$(PYTHON) TORCH=$(TORCH) bash tools/check_install.sh

@@ -17,6 +17,7 @@ every kernel and every target, in a few minutes.
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import os
 import re
 import subprocess
@@ -176,7 +177,8 @@ def _compile(job: _Job) -> Result:
             result.registers, result.spills = _ptxas_spills(compiled.asm["ptx"], work)
         except Exception as e:  # a kernel that does not compile for this target fails the gate, named
             result.seconds = time.perf_counter() - start
-            result.error = f"does not compile: {type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
+            last = (str(e).strip().splitlines() or [repr(e)])[-1]
+            result.error = f"does not compile: {type(e).__name__}: {last[:200]}"
     return result
 
 
@@ -191,12 +193,19 @@ def check(archs: tuple[int, ...] = ARCHS, quick: bool = False, workers: int | No
     log(f"compiling {len(jobs)} kernel specializations for sm_{', sm_'.join(map(str, archs))}")
     results = []
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    ctx = __import__("multiprocessing").get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        for r in pool.map(_compile, jobs):
-            results.append(r)
-            if r.problems:
-                log(f"FAIL sm_{r.arch} {r.kernel} [{r.spec}]: {'; '.join(r.problems)}")
+    ctx = multiprocessing.get_context("spawn")
+    # the workers compile for real even when this process runs the kernels in Triton's interpreter: they start
+    # without TRITON_INTERPRET (Triton reads it when it is first imported)
+    interpret = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for r in pool.map(_compile, jobs):
+                results.append(r)
+                if r.problems:
+                    log(f"FAIL sm_{r.arch} {r.kernel} [{r.spec}]: {'; '.join(r.problems)}")
+    finally:
+        if interpret is not None:
+            os.environ["TRITON_INTERPRET"] = interpret
     return results
 
 

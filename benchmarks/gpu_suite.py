@@ -1,5 +1,6 @@
-"""One command for a GPU machine: parity of every GPU kernel, then timings and roofline of each op, then AVER
-inference per instance at batch 1. Writes a markdown section into benchmarks/RESULTS.md (GPU markers).
+"""One command for a GPU machine: parity of every GPU kernel, then timings and roofline of each op, AVER inference
+per instance at batch 1, an AVER training step under bf16 autocast, the ahead-of-time compile gate for this GPU's
+arch and the backend choices the autotuner measured. Writes a markdown section into benchmarks/RESULTS.md (GPU markers).
 
     python benchmarks/gpu_suite.py                 # on a GPU machine
     python benchmarks/gpu_suite.py --sanitizer     # also run the CUDA dispatch tests under compute-sanitizer
@@ -106,6 +107,59 @@ def aver_rows(device: str, smoke: bool, t) -> list[str]:
     return rows
 
 
+def train_step_rows(device: str, smoke: bool, t) -> list[str]:
+    """One AVER training step (forward, CCC loss, backward, Adam) under bf16 autocast, as `aver-fast train` runs on
+    GPU, and in float32 for comparison."""
+    from aver_fast import AVER, AVERConfig, CCCLoss
+
+    cfg = AVERConfig.tiny() if smoke else AVERConfig.paper()
+    batch = 2 if smoke else 16
+    model = AVER(cfg).to(device).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    video = torch.randn(batch, cfg.seq_len, 3, cfg.frames_per_clip, cfg.image_size, cfg.image_size, device=device)
+    audio = torch.randn(batch, cfg.seq_len, 1, cfg.n_mels, cfg.audio_frames, device=device)
+    target = torch.rand(batch, cfg.seq_len, 2, device=device) * 2 - 1
+    rows = ["| AVER preset | batch | precision | training step |", "|---|---|---|---|"]
+    for amp in (True, False):
+        def step():
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                pred = model(video, audio)
+            loss = CCCLoss()(pred.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        rows.append(f"| {'tiny' if smoke else 'paper'} | {batch} | {'bfloat16 autocast' if amp else 'float32'} | "
+                    f"{t(step) * 1e3:.1f} ms |")
+    return rows
+
+
+def gate_rows(smoke: bool) -> list[str]:
+    """The ahead-of-time compile gate (quick sweep) for this GPU's compute capability."""
+    if smoke:
+        return ["- skipped in the smoke run (CI runs `make check-gpu-quick` for sm_80/86/87/89/90)"]
+    from aver_fast.gpu_build import check
+    from aver_fast.kernels._plan import SHARED_MEMORY
+
+    major, minor = torch.cuda.get_device_capability()
+    cc = major * 10 + minor
+    if cc not in SHARED_MEMORY:
+        return [f"- sm_{cc} is not one of the gate's targets {sorted(SHARED_MEMORY)}"]
+    results = check((cc,), quick=True)
+    bad = [r for r in results if r.problems]
+    return [f"- `aver-fast check-gpu-build --quick --arch {cc}`: {len(results) - len(bad)} of {len(results)} "
+            f"specializations pass"] + [f"  - FAIL {r.kernel} [{r.spec}]: {'; '.join(r.problems)}" for r in bad]
+
+
+def dispatch_rows(device: str) -> list[str]:
+    """The measured backend choices the runs above cached (aver_fast.ops._autotune)."""
+    from aver_fast.ops import _autotune
+
+    rows = [f"Cache file: `{_autotune.cache_path()}`", "", "| key | backend |", "|---|---|"]
+    for op in ("tlab_attention", "jca_correlation", "log_mel"):
+        rows += [f"| `{k}` | {v} |" for k, v in _autotune.choices(op, torch.device(device)).items()]
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
@@ -139,6 +193,9 @@ def main(argv=None) -> int:
         lines += ["### Parity", ""] + parity(device, args.sanitizer) + [""]
     lines += ["### Ops", ""] + op_rows(device, args.smoke, t, peak_flops, bw) + [""]
     lines += ["### AVER inference", ""] + aver_rows(device, args.smoke, t) + [""]
+    lines += ["### AVER training step", ""] + train_step_rows(device, args.smoke, t) + [""]
+    lines += ["### Ahead-of-time compile gate", ""] + gate_rows(args.smoke) + [""]
+    lines += ["### Measured backend choices", ""] + dispatch_rows(device) + [""]
     report = "\n".join(lines)
     print(report)
     write_section(args.out, report, section="gpu")

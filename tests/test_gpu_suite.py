@@ -16,6 +16,7 @@ def test_gpu_suite_smoke_run(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     text = out.read_text()
     assert text.startswith("# kept") and "<!-- aver-fast bench: gpu start -->" in text
-    for needle in ("| tlab_attention |", "| jca_correlation |", "| log_mel |", "backbones + fusion"):
+    for needle in ("| tlab_attention |", "| jca_correlation |", "| log_mel |", "backbones + fusion",
+                   "| bfloat16 autocast |", "### Measured backend choices", "### Ahead-of-time compile gate"):
         assert needle in text
     assert "failed:" not in text
