@@ -7,13 +7,14 @@ import json
 import os
 
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..data import AffWild2Dataset, parse_condition
 from ..inference import BATCH_SIZE, load_model, predict_frames
 from ..metrics import INVALID_LABEL, va_ccc
 
+SMOOTHING_EDGES = ("constant", "reflect", "mirror", "nearest", "wrap")  # scipy.ndimage's names
+PUBLIC_SMOOTHING_EDGES = "constant"  # the public evaluation (uniform_filter1d mode="constant"): zeros past the ends
 HELP = "CCC per condition for one or more checkpoints (markdown + JSON)"
 
 
@@ -27,24 +28,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
 
 
-def moving_average(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Centred moving average along the last axis, reflecting at the ends (scipy's uniform_filter1d)."""
-    if size <= 1 or x.shape[-1] < 2:
+
+
+def _edge_index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """Where position ``i`` (possibly outside ``[0, n)``) reads from, for scipy.ndimage's boundary ``mode``."""
+    if mode == "nearest":
+        return i.clamp(0, n - 1)
+    if mode == "wrap":
+        return i % n
+    if mode == "mirror":  # d c b | a b c d | c b a
+        if n == 1:
+            return torch.zeros_like(i)
+        j = i % (2 * n - 2)
+        return torch.where(j >= n, 2 * n - 2 - j, j)
+    j = i % (2 * n)  # reflect: b a | a b c d | d c
+    return torch.where(j >= n, 2 * n - 1 - j, j)
+
+
+def moving_average(x: torch.Tensor, size: int, edges: str = PUBLIC_SMOOTHING_EDGES) -> torch.Tensor:
+    """Centred moving average of a 1-D series, ``scipy.ndimage.uniform_filter1d(x, size, mode=edges)``: the window
+    of sample ``i`` is ``[i - size // 2, i + (size - 1) // 2]``; past the ends ``edges`` decides (``constant``:
+    zeros, as the public evaluation; ``reflect``, ``mirror``, ``nearest``, ``wrap`` as scipy)."""
+    if edges not in SMOOTHING_EDGES:
+        raise ValueError(f"smoothing edges must be one of {SMOOTHING_EDGES}, got {edges!r}")
+    n = x.shape[-1]
+    if size <= 1 or n == 0:
         return x
-    left, right = size // 2, size - 1 - size // 2
-    mode = "reflect" if x.shape[-1] > max(left, right) else "replicate"
-    return F.avg_pool1d(F.pad(x.reshape(1, 1, -1), (left, right), mode=mode), size, stride=1).reshape(-1)
+    left = size // 2
+    pos = torch.arange(-left, n + size - 1 - left, device=x.device)
+    if edges == "constant":
+        padded = torch.nn.functional.pad(x, (left, size - 1 - left))
+    else:
+        padded = x[_edge_index(pos, n, edges)]
+    return padded.unfold(0, size, 1).mean(-1)
 
 
-def score(preds: dict, post: bool) -> dict:
+def score(preds: dict, post: bool, edges: str = PUBLIC_SMOOTHING_EDGES) -> dict:
     """CCC over every valid frame of every video (one global CCC, as the public code), optionally after clipping to
-    [-1, 1] and a per-video moving average of 20 (valence) / 50 (arousal) frames."""
+    [-1, 1] and a per-video moving average of 20 (valence) / 50 (arousal) frames with ``edges`` at the ends."""
     ps, ts = [], []
     for rec in preds.values():
         p = rec["frames"].clone()
         if post:
             p = p.clamp(-1, 1)
-            p = torch.stack([moving_average(p[:, 0], 20), moving_average(p[:, 1], 50)], dim=1)
+            p = torch.stack([moving_average(p[:, 0], 20, edges), moving_average(p[:, 1], 50, edges)], dim=1)
         valid = (rec["labels"] != INVALID_LABEL).all(dim=1) & torch.isfinite(p).all(dim=1)
         ps.append(p[valid])
         ts.append(rec["labels"][valid])
@@ -53,9 +80,10 @@ def score(preds: dict, post: bool) -> dict:
 
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              conditions: tuple[str, ...] = ("clean",), seed: int = 0, batch_size: int = BATCH_SIZE,
-             log=print) -> dict:
-    """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "params": [...]}}}`` on the checkpoints' test
-    split (or ``videos``)."""
+             smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, log=print) -> dict:
+    """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
+    checkpoints' test split (or ``videos``)."""
+    moving_average(torch.zeros(2), 2, smoothing_edges)  # an unknown mode fails before any work
     results: dict = {}
     for prefix in checkpoints:
         model, state = load_model(prefix)
@@ -70,8 +98,8 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
             condition = parse_condition(cond)
             ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed)
             preds = predict_frames(model, ds, batch_size)
-            results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True),
-                                     "params": condition.params}
+            results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True, smoothing_edges),
+                                     "smoothing_edges": smoothing_edges, "params": condition.params}
             r = results[prefix][cond]
             log(f"{prefix} [{cond}] CCC raw {r['raw']['mean']:.3f}, post-processed {r['post']['mean']:.3f}")
     return results
@@ -84,6 +112,10 @@ def markdown(results: dict) -> str:
         for cond, r in per.items():
             rows.append(f"| {prefix} | {cond} | " + " | ".join(f"{r[k][m]:.3f}" for k in ("raw", "post")
                                                              for m in ("valence", "arousal", "mean")) + " |")
+    edges = sorted({r.get("smoothing_edges", PUBLIC_SMOOTHING_EDGES) for per in results.values() for r in per.values()})
+    rows += ["", f"post: clipped to [-1, 1], then a moving average of 20 (valence) / 50 (arousal) frames per video "
+                 f"with {'/'.join(repr(e) for e in edges)} edges (scipy.ndimage.uniform_filter1d's mode; the public "
+                 f"evaluation uses 'constant')."]
     return "\n".join(rows) + "\n"
 
 
@@ -97,7 +129,8 @@ def write_report(results: dict, out: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
-                       tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size)
+                       tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size,
+                       smoothing_edges=args.smoothing_edges)
     write_report(results, args.out)
     print(markdown(results))
     return 0
