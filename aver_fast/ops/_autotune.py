@@ -156,7 +156,15 @@ def choose(op: str, device: torch.device, dtype: torch.dtype, eligible: list, ar
     if _MEMORY.get(k) in by_name:
         return by_name[_MEMORY[k]]
     timer = TIMER(device)
-    times = {b.name: timer(_call(b, args)) for b in eligible}
+    times = {}
+    for b in eligible:
+        try:
+            times[b.name] = timer(_call(b, args))
+        except Exception as e:  # a backend that fails here (say, a kernel this GPU cannot run) is not chosen
+            if b.name == "reference":
+                raise
+            warnings.warn(f"aver_fast: backend {b.name!r} of {op} failed while being measured ({type(e).__name__}: "
+                          f"{e}); it is not used for {k}", stacklevel=4)
     _MEMORY[k] = min(times, key=times.get)
     _save(path)
     return by_name[_MEMORY[k]]

@@ -92,3 +92,20 @@ def test_results_do_not_depend_on_the_measurement():
         warnings.simplefilter("error")
         out = aver_fast.tlab_attention(q, q, q)
     torch.testing.assert_close(out, aver_fast.tlab_attention(q, q, q, backend="reference"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.usefixtures("tune")
+def test_a_backend_that_fails_while_measured_is_not_chosen(monkeypatch):
+    q = torch.randn(2, 16, 8)
+    real = _autotune._call
+
+    def failing(backend, args):
+        if backend.name == "cpp":
+            def boom():
+                raise RuntimeError("no kernel image for this GPU")
+            boom.backend = "cpp"
+            return boom
+        return real(backend, args)
+    monkeypatch.setattr(_autotune, "_call", failing)
+    with pytest.warns(UserWarning, match="backend 'cpp' of tlab_attention failed while being measured"):
+        assert _select(q) == "reference"
