@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="evaluation", help="folder for evaluation.md and evaluation.json")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
+    p.add_argument("--smoothing-edges", choices=SMOOTHING_EDGES, default=PUBLIC_SMOOTHING_EDGES,
+                   help="how the post-processing moving average treats the ends of a video (scipy's modes; "
+                        f"default: {PUBLIC_SMOOTHING_EDGES}, zeros, as the public evaluation)")
 
 
 
