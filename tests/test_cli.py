@@ -53,3 +53,15 @@ def test_every_command_is_in_the_dispatch_table_with_its_options():
     args = build_parser().parse_args(["evaluate", "run/best", "--data", "d", "--smoothing-edges", "mirror"])
     assert args.smoothing_edges == "mirror" and args.batch_size == 2
     assert build_parser().parse_args(["evaluate", "run/best", "--data", "d"]).smoothing_edges == "constant"
+
+
+def test_importing_every_module_runs_no_command():
+    """Walking the package (as tools and check-install do) imports aver_fast.__main__ and aver_fast.train: neither
+    may parse sys.argv or exit."""
+    import importlib
+    import pkgutil
+
+    import aver_fast
+
+    for m in pkgutil.walk_packages(aver_fast.__path__, "aver_fast."):
+        importlib.import_module(m.name)
