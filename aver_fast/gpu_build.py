@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-ARCHS = (80, 86, 87, 89, 90)
+from .kernels import _plan  # no triton import: the plans' module needs only torch
+
+ARCHS = tuple(sorted(_plan.SHARED_MEMORY))  # every target the plans know
 MAX_COMPILE_S = 60.0  # on the 2-core CI machine
 MAX_SPILL_BYTES = 4096  # spill stores per thread reported by ptxas: beyond this a kernel is badly planned
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -62,15 +64,17 @@ class Result:
         return out
 
 
+def _dtypes(plan) -> str:
+    return "/".join(sorted({str(v).removeprefix("torch.") for v in plan.pointers.values()}))
+
+
 def _describe(plan) -> str:
     consts = ",".join(f"{k}={v}" for k, v in sorted(plan.constexprs.items()))
-    dtypes = sorted({str(v).removeprefix("torch.") for v in plan.pointers.values()})
-    return f"{'/'.join(dtypes)} {consts} warps={plan.num_warps} stages={plan.num_stages}"
+    return f"{_dtypes(plan)} {consts} warps={plan.num_warps} stages={plan.num_stages}"
 
 
 def plans_for(arch: int, quick: bool = False) -> list:
     """The distinct launch plans of the sweep for ``arch`` (the launchers' own planning functions)."""
-    from .kernels import _plan
     from .kernels import jca_correlation as jca
     from .kernels import log_mel as mel
     from .kernels import tlab_attention as tlab
@@ -111,7 +115,7 @@ def _largest(plans: list) -> list:
         return out
     groups: dict = {}
     for p in plans:
-        key = (p.kernel.__name__, _describe(p).split()[0], p.constexprs.get("PAD_MODE"))
+        key = (p.kernel.__name__, _dtypes(p), p.constexprs.get("PAD_MODE"))
         groups.setdefault(key, []).append(p)
     out = []
     for group in groups.values():
@@ -161,8 +165,6 @@ def _compile(job: _Job) -> Result:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from .kernels import _plan
-
     kernel = getattr(importlib.import_module(job.module), job.kernel)
     result = Result(job.kernel, job.spec, job.arch, limit=_plan.SHARED_MEMORY[job.arch])
     with tempfile.TemporaryDirectory() as work:
@@ -185,8 +187,6 @@ def _compile(job: _Job) -> Result:
 def check(archs: tuple[int, ...] = ARCHS, quick: bool = False, workers: int | None = None,
           log=print) -> list[Result]:
     """Compile every planned specialization for every arch in ``archs``; returns one :class:`Result` each."""
-    from .kernels import _plan
-
     for arch in archs:
         _plan.target_for(arch)  # unknown archs fail before any work
     jobs = [_job(arch, p) for arch in archs for p in plans_for(arch, quick)]

@@ -33,8 +33,8 @@ def target_for(cc: int) -> Target:
 
 
 def current_target(device: torch.device | None = None) -> Target:
-    """The target plans are made for (see the module docstring). An unlisted CUDA device is planned with its own
-    shared memory and the nearest lower listed compute capability's choices."""
+    """The target plans are made for (see the module docstring). A CUDA device not in :data:`SHARED_MEMORY` is
+    planned with its own shared memory per block (the only property the plans read)."""
     env = os.environ.get(TARGET_ENV)
     if env:
         try:
@@ -59,7 +59,14 @@ class Plan:
     pointers: dict = field(default_factory=dict)
     floats: tuple[str, ...] = ("scale",)
     num_warps: int = 4
-    num_stages: int = 2
+    num_stages: int = 1  # Triton's default (3) made the loops' shared memory overflow 99 KB targets
+
+    @classmethod
+    def of(cls, kernel, grid: tuple[int, ...], constexprs: dict, dtypes: dict, **options) -> "Plan":
+        """A plan whose ``pointers`` are the entries of ``dtypes`` (pointer name -> element dtype, shared by a family
+        of kernels) that name arguments of ``kernel``."""
+        names = set(kernel.arg_names)
+        return cls(kernel, grid, constexprs, {k: v for k, v in dtypes.items() if k in names}, **options)
 
     def launch(self, *args) -> None:
         self.kernel[self.grid](*args, **self.constexprs, num_warps=self.num_warps, num_stages=self.num_stages)

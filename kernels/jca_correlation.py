@@ -115,8 +115,7 @@ def plans(g: int, n: int, lx: int, lj: int, c: int, d: int, dtype: torch.dtype) 
     io = dict.fromkeys("X W J Out G O DJ".split(), dtype) | {"DXW": torch.float32}
 
     def plan(kernel, grid, **consts) -> Plan:
-        names = set(kernel.arg_names)
-        return Plan(kernel, grid, consts | {"DOT": mode}, {k: v for k, v in io.items() if k in names}, num_stages=1)
+        return Plan.of(kernel, grid, consts | {"DOT": mode}, io)
     return {"fwd": plan(_jca_fwd, (g * n, triton.cdiv(lx, bx), triton.cdiv(lj, bj)), BLOCK_X=bx, BLOCK_J=bj,
                         BLOCK_C=bc, BLOCK_D=bd),
             "dxw": plan(_jca_bwd_dxw, (g * n, triton.cdiv(lx, bx), triton.cdiv(d, bd)), BLOCK_X=bx, BLOCK_J=bj,

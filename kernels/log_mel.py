@@ -96,7 +96,7 @@ def plan(clips: int, frames: int, n_mels: int, dtype: torch.dtype, pad_mode: int
     return Plan(_log_mel_fwd, (clips, triton.cdiv(frames, bt), triton.cdiv(n_mels, bm)),
                 dict(PAD_MODE=pad_mode, BLOCK_T=bt, BLOCK_N=32, BLOCK_F=32, BLOCK_M=bm),
                 {"Wav": dtype, "Cos": torch.float32, "Sin": torch.float32, "Fb": torch.float32, "Out": dtype},
-                floats=(), num_stages=1)
+                floats=())
 
 
 def forward(waveform: torch.Tensor, dft: tuple[torch.Tensor, torch.Tensor, int, int], filterbank: torch.Tensor,

@@ -260,10 +260,9 @@ def _short_plan(backward: bool, n: int, L: int, D: int, dtype: torch.dtype) -> P
     """The fused short kernel: an L x L tile on chip, looping over D in blocks of up to 64."""
     bl, bd = block(L), block(D, hi=64)
     per = problems_per_program(n, L)
-    names = "Q K V GO DQ DK DV" if backward else "Q K V O"
-    return Plan(_tlab_bwd_short if backward else _tlab_fwd_short, (triton.cdiv(n, per),),
-                dict(PROBLEMS=per, BLOCK_L=bl, BLOCK_D=bd, DOT=dot_mode(dtype)), dict.fromkeys(names.split(), dtype),
-                num_stages=1)
+    return Plan.of(_tlab_bwd_short if backward else _tlab_fwd_short, (triton.cdiv(n, per),),
+                   dict(PROBLEMS=per, BLOCK_L=bl, BLOCK_D=bd, DOT=dot_mode(dtype)),
+                   dict.fromkeys("Q K V O GO DQ DK DV".split(), dtype))
 
 
 def _flash_plans(n: int, L: int, D: int, dtype: torch.dtype, target: Target) -> dict[str, Plan]:
@@ -281,9 +280,7 @@ def _flash_plans(n: int, L: int, D: int, dtype: torch.dtype, target: Target) -> 
     mode = dot_mode(dtype)
 
     def plan(kernel, bm: int, **consts) -> Plan:
-        names = set(kernel.arg_names)
-        return Plan(kernel, (triton.cdiv(L, bm), n), consts, {k: v for k, v in io.items() if k in names},
-                    num_stages=1)
+        return Plan.of(kernel, (triton.cdiv(L, bm), n), consts, io)
     return {"fwd": plan(_attn_fwd, fwd, BLOCK_M=fwd, BLOCK_N=fwd, BLOCK_D=bd, DOT=mode),
             "delta": plan(_attn_bwd_delta, bwd, BLOCK_M=bwd, BLOCK_D=bd),
             "dkdv": plan(_attn_bwd_dkdv, bwd, BLOCK_M=bwd, BLOCK_N=bwd, BLOCK_D=bd, DOT=mode),

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "compile every Triton kernel specialization for sm_80/86/87/89/90 without a GPU and check it fits"
+from ..gpu_build import ARCHS
+
+HELP = f"compile every Triton kernel specialization for sm_{'/'.join(map(str, ARCHS))} without a GPU and check it fits"
+DEFAULT_ARCHS = ",".join(map(str, ARCHS))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="80,86,87,89,90", help="comma-separated compute capabilities "
-                                                           "(default: 80,86,87,89,90)")
+    p.add_argument("--arch", default=DEFAULT_ARCHS, help=f"comma-separated compute capabilities "
+                                                         f"(default: {DEFAULT_ARCHS})")
     p.add_argument("--quick", action="store_true", help="the largest specialization of each kernel, dtype class and "
                                                         "padding mode only (CI)")
     p.add_argument("--jobs", type=int, help="parallel compilations (default: the CPU count)")

@@ -48,21 +48,24 @@ def _edge_index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
     return torch.where(j >= n, 2 * n - 1 - j, j)
 
 
+def check_edges(edges: str) -> None:
+    if edges not in SMOOTHING_EDGES:
+        raise ValueError(f"smoothing edges must be one of {SMOOTHING_EDGES}, got {edges!r}")
+
+
 def moving_average(x: torch.Tensor, size: int, edges: str = PUBLIC_SMOOTHING_EDGES) -> torch.Tensor:
     """Centred moving average of a 1-D series, ``scipy.ndimage.uniform_filter1d(x, size, mode=edges)``: the window
     of sample ``i`` is ``[i - size // 2, i + (size - 1) // 2]``; past the ends ``edges`` decides (``constant``:
     zeros, as the public evaluation; ``reflect``, ``mirror``, ``nearest``, ``wrap`` as scipy)."""
-    if edges not in SMOOTHING_EDGES:
-        raise ValueError(f"smoothing edges must be one of {SMOOTHING_EDGES}, got {edges!r}")
+    check_edges(edges)
     n = x.shape[-1]
     if size <= 1 or n == 0:
         return x
     left = size // 2
-    pos = torch.arange(-left, n + size - 1 - left, device=x.device)
     if edges == "constant":
         padded = torch.nn.functional.pad(x, (left, size - 1 - left))
     else:
-        padded = x[_edge_index(pos, n, edges)]
+        padded = x[_edge_index(torch.arange(-left, n + size - 1 - left, device=x.device), n, edges)]
     return padded.unfold(0, size, 1).mean(-1)
 
 
@@ -86,7 +89,7 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
     checkpoints' test split (or ``videos``)."""
-    moving_average(torch.zeros(2), 2, smoothing_edges)  # an unknown mode fails before any work
+    check_edges(smoothing_edges)  # an unknown mode fails before any work
     results: dict = {}
     for prefix in checkpoints:
         model, state = load_model(prefix)

@@ -12,6 +12,7 @@ forward+backward) times every backend that can run it and keeps the fastest, in 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -40,6 +41,7 @@ def enabled(device: torch.device) -> bool:
     return not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
 
 
+@functools.cache
 def _versions() -> str:
     from .._version import __version__
 
@@ -99,10 +101,15 @@ def _bucket(x: object) -> str:
     return repr(x)
 
 
+def _needs_grad(args: tuple) -> bool:
+    """The call builds a graph: its backward is part of what is timed (and of the key)."""
+    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
 def key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
-    grad = torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
     shapes = ",".join(_bucket(a) for a in args)
-    return f"{op}|{_device_name(device)}|{str(dtype).removeprefix('torch.')}|{shapes}|{'fwd+bwd' if grad else 'fwd'}"
+    mode = "fwd+bwd" if _needs_grad(args) else "fwd"
+    return f"{op}|{_device_name(device)}|{str(dtype).removeprefix('torch.')}|{shapes}|{mode}"
 
 
 def _default_timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
@@ -130,7 +137,7 @@ TIMER: Callable[[torch.device], Callable[[Callable[[], object]], float]] = _defa
 
 def _call(backend, args: tuple) -> Callable[[], object]:
     """One timed call: fresh leaves for the tensors that require grad, and a backward when any does."""
-    grad = torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+    grad = _needs_grad(args)
 
     def run() -> None:
         if not grad:
