@@ -32,6 +32,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper": Preset(AVERConfig.paper, AlignmentConfig, "the paper's sizes: 512-frame windows of 16 x 32 frames"),
     "tiny": Preset(AVERConfig.tiny, AlignmentConfig.tiny, "trains end to end on 2 CPU cores in minutes"),
+    "public_code": Preset(AVERConfig.public_code, AlignmentConfig.public_code,
+                          "the authors' public code (TLAB_CAM): its fusion model, init, dropouts and 64-band audio"),
 }
 
 

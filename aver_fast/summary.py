@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-BACKBONES = ("video_backbone", "audio_backbone")
+from .models.base import BACKBONES
 
 
 def _lstm_flops(m: nn.LSTM, batch: int, steps: int) -> int:
@@ -95,7 +95,10 @@ def _lstms_uncounted(model: nn.Module):
 
 
 def _num_regions(c) -> int:
-    side = c.image_size
+    """Regions per step the backbone gives: H' x W' positions, times T' with the public ``channel_major`` layout."""
+    side, frames = c.image_size, c.frames_per_clip
     for _ in range(4):  # the stem and three strided stages halve H and W
         side = (side + 1) // 2
-    return side * side
+    for _ in range(3):  # the three strided stages halve T
+        frames = (frames + 1) // 2
+    return side * side * (frames if c.region_layout == "channel_major" else 1)

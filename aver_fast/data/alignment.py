@@ -28,6 +28,8 @@ class AlignmentConfig:
     hop_length: int = 441
     n_mels: int = 128
     audio_frames: int = 104
+    mel_scale: str = "slaney"  # "htk": torchaudio's default, the public code's
+    mel_norm: str | None = "slaney"  # None: triangles of height 1, torchaudio's default
     noise_reduction: bool = True
     db_mean: float = -40.0  # fixed affine normalisation of dB (keeps loudness, an arousal cue)
     db_std: float = 20.0
@@ -50,6 +52,14 @@ class AlignmentConfig:
     def segment_samples(self) -> int:
         """Samples given to the log-mel of one sub-sequence: exactly ``audio_frames`` frames with ``center=True``."""
         return (self.audio_frames - 1) * self.hop_length + 1
+
+    @classmethod
+    def public_code(cls, **overrides) -> "AlignmentConfig":
+        """The public code's audio front end: 64 HTK mel bands without area normalisation (torchaudio's defaults),
+        no noise reduction, dB normalised as ``(dB + 14.8) / 19.895``."""
+        base = dict(n_mels=64, mel_scale="htk", mel_norm=None, noise_reduction=False, db_mean=-14.8, db_std=19.895)
+        base.update(overrides)
+        return cls(**base)
 
     @classmethod
     def tiny(cls, **overrides) -> "AlignmentConfig":

@@ -282,7 +282,8 @@ class AffWild2Dataset(Dataset):
     def _audio_tensor(self, segments: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         db = log_mel(segments, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
-                     hop_length=cfg.hop_length, n_mels=cfg.n_mels)  # (L, n_mels, audio_frames)
+                     hop_length=cfg.hop_length, n_mels=cfg.n_mels, mel_scale=cfg.mel_scale,
+                     norm=cfg.mel_norm)  # (L, n_mels, audio_frames)
         if cfg.noise_reduction:
             db = spectral_gate(db)
         return ((db - cfg.db_mean) / cfg.db_std).unsqueeze(1)

@@ -3,7 +3,9 @@ from .aver import AVER
 from .base import AVModel, RegressionHead
 from .baselines import JCABaseline, LeaderFollower
 from .config import AVERConfig
+from .public_code import PublicKeys, load_public_state_dict
 
 MODELS = {"aver": AVER, "jca": JCABaseline, "lf": LeaderFollower}
 
-__all__ = ["AVER", "AVERConfig", "AVModel", "JCABaseline", "LeaderFollower", "MODELS", "RegressionHead"]
+__all__ = ["AVER", "AVERConfig", "AVModel", "JCABaseline", "LeaderFollower", "MODELS", "PublicKeys", "RegressionHead",
+           "load_public_state_dict"]

@@ -9,6 +9,7 @@ from ..nn.r2plus1d import R2Plus1D18
 from ..ops._validation import check_tensor
 from .config import AVERConfig
 
+BACKBONES = ("video_backbone", "audio_backbone")  # the frozen parts; everything else is the fusion model
 INFERENCE_CLIPS = 4  # clips per video-backbone call without gradients (peak memory; the same speed on CPU)
 
 
@@ -17,6 +18,9 @@ class AVModel(nn.Module):
 
     ``model(video, audio)``: video ``(B, L, 3, T, H, W)``, audio ``(B, L, 1, n_mels, frames)``; the backbones give a
     per-step region map ``(B, L, R, C_v)`` and audio feature ``(B, L, C_a)``, passed to :meth:`forward_features`.
+    ``config.region_layout`` says what a region is: a spatial position of the time-averaged map (``"spatial"``) or,
+    as in the public code, one of the consecutive ``C_v``-value chunks of the whole map flattened channel-major
+    (``"channel_major"``; for 8 frames at 112 px the map is ``(512, 1, 7, 7)``, 49 chunks).
     Frozen backbones (``config.freeze_backbones``) run without gradients and stay in eval mode.
     """
 
@@ -64,8 +68,10 @@ class AVModel(nn.Module):
                 fmap = self.video_backbone.forward_map(clips)
             else:  # inference: a few clips at a time bounds the activations' memory, whatever B*L is
                 fmap = torch.cat([self.video_backbone.forward_map(c) for c in clips.split(INFERENCE_CLIPS)])
-            fmap = fmap.mean(dim=2)  # (B*L, C, H', W')
-            regions = fmap.flatten(2).transpose(1, 2).reshape(b, steps, -1, fmap.shape[1])
+            if c.region_layout == "spatial":  # the H' x W' positions, time averaged
+                regions = fmap.mean(dim=2).flatten(2).transpose(1, 2).reshape(b, steps, -1, fmap.shape[1])
+            else:  # the public code: the (C, T', H', W') map flattened, cut in consecutive C-value chunks
+                regions = fmap.reshape(b, steps, -1, fmap.shape[1])
             a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, steps, -1)
         return regions, a
 
@@ -103,12 +109,22 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor, x_name: str, y_name: str) -> 
 
 
 class RegressionHead(nn.Module):
-    """Two FC layers (Eq. 14): ``W2 ReLU(W1 h + b1) + b2`` -> ``(..., 2)`` [valence, arousal]."""
+    """Two FC layers (Eq. 14): ``W2 ReLU(W1 h + b1) + b2`` -> ``(..., 2)`` [valence, arousal].
 
-    def __init__(self, in_dim: int, hidden: int, dropout: float) -> None:
+    ``separate=True``: one such ``in_dim -> hidden -> 1`` head per output (the public code's two regressors).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float, separate: bool = False) -> None:
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(in_dim, hidden), nn.Linear(hidden, 2)
-        self.dropout = nn.Dropout(dropout)
+        self.separate = separate
+        if separate:
+            self.valence, self.arousal = (nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                                        nn.Linear(hidden, 1)) for _ in range(2))
+        else:
+            self.fc1, self.fc2 = nn.Linear(in_dim, hidden), nn.Linear(hidden, 2)
+            self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.separate:
+            return torch.cat([self.valence(h), self.arousal(h)], dim=-1)
         return self.fc2(self.dropout(torch.relu(self.fc1(h))))

@@ -4,6 +4,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+REGION_LAYOUTS = ("spatial", "channel_major")
+INITS = ("default", "xavier")
+
 
 @dataclass
 class AVERConfig:
@@ -42,10 +45,32 @@ class AVERConfig:
     blstm_layers: int = 2
     head_hidden: int = 128
     pool: str = "none"
+    # The public code's choices (``public_code()``); the defaults are the paper's. See README "Faithfulness notes".
+    tcn_weight_norm: bool = True
+    lstm_learned_init: bool = False  # learned initial LSTM state (TLAB LSTMs and the joint BiLSTM)
+    lstm_normalize: bool = False  # L2-normalise the LSTM outputs (TLAB LSTM branch and the joint BiLSTM)
+    blstm_project: bool = False  # joint BiLSTM: concatenate its input and project to 2 * blstm_hidden
+    avga_audio_by_region: bool = False  # the audio term added per region (public) instead of per attention dim
+    avga_after_audio_tlab: bool = False  # AVGA guided by the audio TLAB's output (public) instead of its input
+    region_layout: str = "spatial"  # "channel_major": regions = consecutive C-value chunks of the flattened map
+    normalize_whole_map: bool = False  # L2-normalise the whole region map of a step, not each region
+    jca_attention: str = "time"  # "features": the public code's feature-by-feature co-attention
+    separate_heads: bool = False  # one regressor per output (public) instead of one shared head
+    init: str = "default"  # "xavier": xavier-uniform weights, zero biases in every Linear/Conv of the fusion part
+    lstm_dropout: float | None = None  # each None: ``dropout``
+    tcn_dropout: float | None = None
+    attention_dropout: float | None = None  # on the TLAB cross-attention weights (and none on its output)
+    jca_dropout: float | None = None
+    blstm_dropout: float | None = None
+    head_dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.pool not in ("none", "mean"):
             raise ValueError(f"pool must be 'none' or 'mean', got {self.pool!r}")
+        if self.region_layout not in REGION_LAYOUTS:
+            raise ValueError(f"region_layout must be one of {REGION_LAYOUTS}, got {self.region_layout!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         for name in ("seq_len", "frames_per_clip", "image_size", "n_mels", "audio_frames", "tcn_levels",
                      "blstm_hidden", "head_hidden", "jca_layers", "tlab_heads"):
             if getattr(self, name) < 1:
@@ -74,6 +99,19 @@ class AVERConfig:
                     audio_widths=(8, 16, 24, 32), audio_blocks=(1, 1, 1, 1), freeze_backbones=False,
                     avga_hidden=32, avga_attn_dim=16, tcn_dilation=2, lstm_layers=1, dropout=0.1,
                     jca_layers=1, jca_hidden=64, blstm_hidden=32, blstm_layers=1, head_hidden=32)
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def public_code(cls, **overrides) -> "AVERConfig":
+        """The authors' public code (asmoon002/AVER, ``TLAB_CAM``): its forward pass in eval mode, its 26,971,763
+        trainable fusion parameters, its initialisation and dropouts, 64 mel bands. Load its weights with
+        :func:`aver_fast.models.load_public_state_dict`."""
+        base = dict(n_mels=64, tcn_dilation=2, attention="cross", tcn_weight_norm=False, lstm_learned_init=True,
+                    lstm_normalize=True, blstm_project=True, avga_audio_by_region=True, avga_after_audio_tlab=True,
+                    region_layout="channel_major", normalize_whole_map=True, jca_attention="features",
+                    separate_heads=True, init="xavier", lstm_dropout=0.4, tcn_dropout=0.2, attention_dropout=0.1,
+                    jca_dropout=0.4, blstm_dropout=0.2, head_dropout=0.6)
         base.update(overrides)
         return cls(**base)
 

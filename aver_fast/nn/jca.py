@@ -1,6 +1,8 @@
 """JCA: joint cross-attention fusion (paper Eq. 8-12; Praveen et al. 2022)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -35,22 +37,58 @@ class JCALayer(nn.Module):
         return self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v
 
 
+class FeatureCoAttentionLayer(nn.Module):
+    """The public code's JCA layer (its ``DCNLayer`` sublayer): features attend to features, not steps to steps.
+
+    ``(B, L, C_a), (B, L, C_v)`` -> ``(B, L, C_a), (B, L, C_v)``; ``D = C_v + C_a``, ``J = [v; a]``, ``Q = W_Q J``
+    ``(B, L, D)``; per modality m: ``K_m = W_Km mᵀ`` (a linear map over the L axis, ``(B, C_m, L)``),
+    ``S_m = tanh(K_m Q/√D)`` ``(B, C_m, D)``, ``H_m = ReLU(tanh((W_m m) S_m))`` ``(B, L, D)``,
+    ``m' = m + ReLU(W_Om H_m)``. Dropout on ``S_m`` and after the last ReLU. Every map has a bias.
+    """
+
+    def __init__(self, dim_a: int, dim_v: int, seq_len: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        d = dim_a + dim_v
+        self.w_q = nn.Linear(d, d)
+        self.w_ka, self.w_kv = nn.Linear(seq_len, seq_len), nn.Linear(seq_len, seq_len)
+        self.w_a, self.w_v = nn.Linear(dim_a, dim_a), nn.Linear(dim_v, dim_v)
+        self.w_oa, self.w_ov = nn.Linear(d, dim_a), nn.Linear(d, dim_v)
+        self.dropout = nn.Dropout(dropout)
+
+    def _attend(self, m: torch.Tensor, q: torch.Tensor, w_k: nn.Linear, w_m: nn.Linear, w_o: nn.Linear) -> torch.Tensor:
+        s = self.dropout(torch.tanh(torch.matmul(w_k(m.transpose(1, 2)), q) / math.sqrt(q.shape[-1])))  # (B, C_m, D)
+        h = torch.relu(torch.tanh(torch.matmul(w_m(m), s)))  # (B, L, D)
+        return m + self.dropout(torch.relu(w_o(h)))
+
+    def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.w_q(torch.cat([v, a], dim=-1))
+        return self._attend(a, q, self.w_ka, self.w_a, self.w_oa), self._attend(v, q, self.w_kv, self.w_v, self.w_ov)
+
+
+JCA_ATTENTIONS = ("time", "features")
+
+
 class JCA(nn.Module):
     """Joint cross-attention: ``(B, L, dim_a), (B, L, dim_v)`` -> ``X̂ = [x_att,v; x_att,a]`` ``(B, L, dim_v + dim_a)``.
 
     ``hidden`` (k in Eq. 10) defaults to ``dim_a + dim_v``. ``num_layers > 1`` applies the layer recursively with
     separate weights (the public code uses 2; the paper's Eq. 8-12 describe one). ``W_Ca``/``W_Cv`` act over time,
-    so the sequence length is fixed at construction.
+    so the sequence length is fixed at construction. ``attention="features"`` uses the public code's layer instead
+    (:class:`FeatureCoAttentionLayer`; ``hidden`` unused).
     """
 
     def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int | None = None, num_layers: int = 1,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, attention: str = "time") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.dim_a, self.dim_v, self.seq_len = dim_a, dim_v, seq_len
+        if attention not in JCA_ATTENTIONS:
+            raise ValueError(f"attention must be one of {JCA_ATTENTIONS}, got {attention!r}")
+        self.dim_a, self.dim_v, self.seq_len, self.attention = dim_a, dim_v, seq_len, attention
         hidden = hidden or dim_a + dim_v
-        self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout) if attention == "time"
+                                    else FeatureCoAttentionLayer(dim_a, dim_v, seq_len, dropout)
+                                    for _ in range(num_layers))
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         check_sequence("a", a, self.dim_a, self.seq_len)

@@ -5,20 +5,23 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 
 class TemporalBlock(nn.Module):
-    """Two causal dilated weight-normalised convolutions with ReLU, dropout and a residual connection.
+    """Two causal dilated convolutions (weight-normalised unless ``weight_norm=False``, as in the public code) with
+    ReLU, dropout and a residual connection.
 
     ``(B, C_in, L)`` -> ``(B, C_out, L)``; the left padding ``(kernel_size - 1) · dilation`` keeps it causal.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float,
+                 weight_norm: bool = True) -> None:
         super().__init__()
         self.pad = (kernel_size - 1) * dilation
-        self.conv1 = weight_norm(nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation))
-        self.conv2 = weight_norm(nn.Conv1d(out_channels, out_channels, kernel_size, dilation=dilation))
+        wrap = _weight_norm if weight_norm else (lambda conv: conv)
+        self.conv1 = wrap(nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation))
+        self.conv2 = wrap(nn.Conv1d(out_channels, out_channels, kernel_size, dilation=dilation))
         self.dropout = nn.Dropout(dropout)
         self.downsample = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
@@ -32,11 +35,12 @@ class TemporalBlock(nn.Module):
 class TCN(nn.Module):
     """Stack of :class:`TemporalBlock` s; block ``i`` has dilation ``dilation ** i``.
 
-    ``(B, L, in_channels)`` -> ``(B, L, channels[-1])``. The paper uses dilation 4; the public code 2.
+    ``(B, L, in_channels)`` -> ``(B, L, channels[-1])``. The paper uses dilation 4; the public code 2, without
+    weight normalisation.
     """
 
     def __init__(self, in_channels: int, channels: Sequence[int], kernel_size: int = 3, dilation: int = 4,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, weight_norm: bool = True) -> None:
         super().__init__()
         if not channels:
             raise ValueError("channels must name at least one block width")
@@ -44,7 +48,8 @@ class TCN(nn.Module):
             raise ValueError(f"kernel_size and dilation must be >= 1, got {kernel_size}, {dilation}")
         widths = [in_channels, *channels]
         self.out_channels = widths[-1]
-        self.blocks = nn.Sequential(*(TemporalBlock(widths[i], widths[i + 1], kernel_size, dilation ** i, dropout)
+        self.blocks = nn.Sequential(*(TemporalBlock(widths[i], widths[i + 1], kernel_size, dilation ** i, dropout,
+                                                    weight_norm)
                                       for i in range(len(channels))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,10 +29,22 @@ def test_ops_cast_their_inputs_under_autocast_and_refuse_mixed_dtypes_outside():
     torch.testing.assert_close(b, out)
 
 
-@pytest.mark.parametrize("model_cls", [AVER, JCABaseline, LeaderFollower], ids=lambda m: m.__name__)
-def test_models_forward_and_backward_under_bf16_autocast(model_cls):
+def _public_tiny() -> AVERConfig:
+    """The public code's options at the tiny sizes (4 chunks of the 2 x 2 map, so 4 AVGA attention dims)."""
+    public = AVERConfig.public_code()
+    options = {k: getattr(public, k) for k in ("attention", "tcn_weight_norm", "lstm_learned_init", "lstm_normalize",
+                                               "blstm_project", "avga_audio_by_region", "avga_after_audio_tlab",
+                                               "region_layout", "normalize_whole_map", "jca_attention",
+                                               "separate_heads", "init", "attention_dropout")}
+    return AVERConfig.tiny(avga_attn_dim=4, **options)
+
+
+@pytest.mark.parametrize("model_cls, config", [(AVER, AVERConfig.tiny), (AVER, _public_tiny),
+                                               (JCABaseline, AVERConfig.tiny), (LeaderFollower, AVERConfig.tiny)],
+                         ids=["AVER", "AVER-public-code", "JCABaseline", "LeaderFollower"])
+def test_models_forward_and_backward_under_bf16_autocast(model_cls, config):
     torch.manual_seed(0)
-    model = model_cls(AVERConfig.tiny()).eval()
+    model = model_cls(config()).eval()
     c = model.config
     video = torch.randn(2, c.seq_len, 3, c.frames_per_clip, c.image_size, c.image_size)
     audio = torch.randn(2, c.seq_len, 1, c.n_mels, c.audio_frames)

@@ -52,3 +52,20 @@ def test_avga_attends_over_regions_guided_by_audio():
     assert sum(p.numel() for p in AVGA().parameters()) == 838_193
     with pytest.raises(ValueError, match="audio must be"):
         m(regions, torch.randn(2, 8))
+
+
+def test_avga_audio_by_region_is_the_public_indexing():
+    """audio_by_region: audio value j is added to every entry of region j's vector (the public code's
+    ``affine_g(a).unsqueeze(2)``), not value j to entry j of every region."""
+    m = AVGA(16, 8, hidden=12, attn_dim=5, audio_by_region=True).double()
+    regions, audio = torch.randn(2, 5, 16, dtype=torch.float64), torch.randn(2, 8, dtype=torch.float64)
+    v = torch.relu(m.affine_video(regions))
+    g = m.affine_g(torch.relu(m.affine_audio(audio)))  # (2, 5)
+    z = (torch.tanh(m.affine_v(v) + g[:, :, None]) @ m.affine_h.weight.T)[..., 0]
+    expected = m.out((torch.softmax(z, -1)[:, :, None] * regions).sum(1))
+    torch.testing.assert_close(m(regions, audio), expected)
+    paper = AVGA(16, 8, hidden=12, attn_dim=5).double()
+    paper.load_state_dict(m.state_dict())
+    assert not torch.allclose(paper(regions, audio), expected)
+    with pytest.raises(ValueError, match="must have attn_dim=5 regions, got 7"):
+        m(torch.randn(2, 7, 16, dtype=torch.float64), audio)

@@ -1,0 +1,53 @@
+"""Bidirectional LSTM, batch-first, optionally residual (input concatenated and projected), with a learned initial
+state and an L2-normalised output (the options the public code's LSTM layer uses)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BiLSTM(nn.Module):
+    """``(B, L, input_size)`` -> ``(B, L, 2 * hidden)``, or ``(B, L, out_size)`` with ``out_size``.
+
+    ``h = BiLSTM(x)`` (``hidden`` per direction, ``num_layers`` layers, ``dropout`` between layers); with
+    ``out_size``: ``h = W [x; dropout_p(h)] + b`` (``project_dropout``); ``learned_init``: the initial hidden and
+    cell states are parameters ``(2 · 2 · num_layers, hidden)`` (h rows first, shared over the batch) instead of
+    zeros; ``normalize``: ``h / max(‖h‖₂, 1e-12)`` per step.
+
+    The state dict keeps ``nn.LSTM``'s names under ``rnn.`` (``proj.``, ``init_state``); checkpoints of 0.1, which
+    stored them without the ``rnn.`` prefix, still load.
+    """
+
+    def __init__(self, input_size: int, hidden: int, num_layers: int = 1, dropout: float = 0.0,
+                 out_size: int | None = None, project_dropout: float = 0.0, learned_init: bool = False,
+                 normalize: bool = False) -> None:
+        super().__init__()
+        if input_size < 1 or hidden < 1 or num_layers < 1:
+            raise ValueError(f"input_size, hidden and num_layers must be >= 1, got {input_size}, {hidden}, "
+                             f"{num_layers}")
+        self.input_size, self.hidden, self.num_layers, self.normalize = input_size, hidden, num_layers, normalize
+        self.rnn = nn.LSTM(input_size, hidden, num_layers, batch_first=True, bidirectional=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.proj = nn.Linear(input_size + 2 * hidden, out_size) if out_size is not None else None
+        self.project_dropout = nn.Dropout(project_dropout)
+        self.init_state = nn.Parameter(nn.init.xavier_uniform_(torch.empty(4 * num_layers, hidden))) \
+            if learned_init else None
+        self.out_size = out_size if out_size is not None else 2 * hidden
+        self._register_load_state_dict_pre_hook(_rename_unprefixed_rnn_keys)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = None
+        if self.init_state is not None:
+            rows = 2 * self.num_layers  # directions x layers
+            init = self.init_state.to(x.dtype).unsqueeze(1).repeat(1, x.shape[0], 1)  # a copy, never a view
+            state = (init[:rows], init[rows:])
+        h = self.rnn(x, state)[0]
+        if self.proj is not None:
+            h = self.proj(self.project_dropout(torch.cat([x, h], dim=-1)))
+        return nn.functional.normalize(h, dim=-1) if self.normalize else h
+
+
+def _rename_unprefixed_rnn_keys(state_dict, prefix, *_args) -> None:
+    """0.1 stored the LSTM's weights directly under the owner's name (``blstm.weight_ih_l0``)."""
+    for key in [k for k in state_dict if k.startswith(prefix) and k[len(prefix):].startswith(("weight_", "bias_"))]:
+        state_dict[prefix + "rnn." + key[len(prefix):]] = state_dict.pop(key)
