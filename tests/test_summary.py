@@ -1,0 +1,22 @@
+"""model_summary: parameters per part and fusion FLOPs, the same in every dtype (LSTMs counted once)."""
+import pytest
+import torch
+
+from aver_fast import AVER, AVERConfig, model_summary
+from aver_fast.summary import _lstm_flops
+
+
+@pytest.mark.parametrize("preset", ["paper", "public_code"])
+def test_flops_are_the_same_in_float32_and_float64(preset):
+    model = AVER(getattr(AVERConfig, preset)())
+    f32 = model_summary(model).fusion_gflops
+    f64 = model_summary(model.double()).fusion_gflops
+    assert f32 == pytest.approx(f64, rel=1e-9)
+    assert f32 == pytest.approx({"paper": 1.245, "public_code": 1.439}[preset], abs=5e-4)  # README's numbers
+
+
+def test_lstm_flops_are_the_gate_matmuls():
+    lstm = torch.nn.LSTM(6, 4, num_layers=2, bidirectional=True)
+    # per step and direction: 4 gates x hidden x (input + hidden) multiply-adds, 2 flops each
+    expected = 3 * 5 * 2 * 2 * 4 * 4 * ((6 + 4) + (8 + 4))
+    assert _lstm_flops(lstm, batch=3, steps=5) == expected
