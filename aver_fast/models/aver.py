@@ -22,10 +22,6 @@ def make_tlab(dim: int, c: AVERConfig) -> TLAB:
                 attention_dropout=c.attention_dropout)
 
 
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
 def xavier_init(module: nn.Module) -> None:
     """Xavier-uniform weights and zero biases in every Linear and Conv of ``module`` (the public code's init)."""
     for m in module.modules():
@@ -59,14 +55,14 @@ class AVER(AVModel):
         self.avga = AVGA(c.video_dim, c.audio_dim, c.avga_hidden, c.avga_attn_dim, c.avga_audio_by_region)
         self.tlab_audio = make_tlab(c.audio_dim, c)
         self.tlab_video = make_tlab(c.video_dim, c)
-        self.jca = JCA(c.audio_dim, c.video_dim, c.seq_len, c.jca_hidden, c.jca_layers, _or(c.jca_dropout, c.dropout),
+        self.jca = JCA(c.audio_dim, c.video_dim, c.seq_len, c.jca_hidden, c.jca_layers, c.dropout_of("jca"),
                        attention=c.jca_attention)
-        blstm_dropout = _or(c.blstm_dropout, c.dropout)
+        blstm_dropout = c.dropout_of("blstm")
         self.blstm = BiLSTM(c.audio_dim + c.video_dim, c.blstm_hidden, c.blstm_layers, blstm_dropout,
                             out_size=2 * c.blstm_hidden if c.blstm_project else None,
                             project_dropout=blstm_dropout, learned_init=c.lstm_learned_init,
                             normalize=c.lstm_normalize)
-        self.head = RegressionHead(2 * c.blstm_hidden, c.head_hidden, _or(c.head_dropout, c.dropout),
+        self.head = RegressionHead(2 * c.blstm_hidden, c.head_hidden, c.dropout_of("head"),
                                    separate=c.separate_heads)
         if c.init == "xavier":
             for name, child in self.named_children():

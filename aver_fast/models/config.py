@@ -78,6 +78,11 @@ class AVERConfig:
         self.video_widths, self.video_blocks = tuple(self.video_widths), tuple(self.video_blocks)
         self.audio_widths, self.audio_blocks = tuple(self.audio_widths), tuple(self.audio_blocks)
 
+    def dropout_of(self, part: str) -> float:
+        """The dropout of ``part`` ("lstm", "tcn", "jca", "blstm", "head"): its own setting, else ``dropout``."""
+        own = getattr(self, f"{part}_dropout")
+        return self.dropout if own is None else own
+
     @property
     def video_dim(self) -> int:
         return self.video_widths[-1]

@@ -277,3 +277,15 @@ def test_public_init_is_xavier_with_zero_biases():
     assert m.tlab_audio.tcn.blocks[0].conv1.bias.abs().sum() == 0
     paper = AVER(AVERConfig.paper())
     assert paper.tlab_audio.w_q.bias.abs().sum() > 0, "the paper preset keeps PyTorch's default init"
+
+
+def test_public_dropouts_are_where_the_public_code_has_them():
+    m = AVER(AVERConfig.public_code())
+    t = m.tlab_audio
+    assert (t.lstm.rnn.dropout, t.lstm.project_dropout.p, t.attention_dropout, t.dropout.p) == (0.4, 0.4, 0.1, 0.0)
+    assert t.tcn.blocks[0].dropout.p == 0.2
+    assert m.jca.layers[0].dropout.p == 0.4
+    assert (m.blstm.rnn.dropout, m.blstm.project_dropout.p) == (0.2, 0.2)
+    assert m.head.valence[2].p == m.head.arousal[2].p == 0.6
+    paper = AVER(AVERConfig.paper())
+    assert (paper.tlab_audio.dropout.p, paper.jca.layers[0].dropout.p, paper.head.dropout.p) == (0.2, 0.2, 0.2)
