@@ -11,6 +11,7 @@ from .commands import (
     corrupt,
     demo,
     evaluate,
+    export,
     extract_features,
     make_synthetic,
     predict,
@@ -55,7 +56,8 @@ class _VersionAction(argparse.Action):
 
 COMMANDS = {"demo": demo, "train": train, "evaluate": evaluate, "predict": predict,
             "extract-features": extract_features, "make-synthetic": make_synthetic, "corrupt": corrupt,
-            "bench": bench, "summary": summary, "backends": backends, "check-gpu-build": check_gpu_build}
+            "bench": bench, "summary": summary, "backends": backends, "check-gpu-build": check_gpu_build,
+            "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ def model_summary(model: nn.Module, batch_size: int = 1) -> ModelSummary:
     s.fusion_trainable = sum(t for name, (t, _) in s.parts.items() if name not in BACKBONES)
     c = getattr(model, "config", None)
     if c is not None and hasattr(model, "forward_features"):
-        regions = _num_regions(c)
+        regions = c.num_regions
         p = next(model.parameters())
         v = torch.randn(batch_size, c.seq_len, regions, c.video_dim, dtype=p.dtype, device=p.device)
         a = torch.randn(batch_size, c.seq_len, c.audio_dim, dtype=p.dtype, device=p.device)
@@ -92,13 +92,3 @@ def _lstms_uncounted(model: nn.Module):
     finally:
         for m in lstms:
             del m.forward  # back to the class's forward
-
-
-def _num_regions(c) -> int:
-    """Regions per step the backbone gives: H' x W' positions, times T' with the public ``channel_major`` layout."""
-    side, frames = c.image_size, c.frames_per_clip
-    for _ in range(4):  # the stem and three strided stages halve H and W
-        side = (side + 1) // 2
-    for _ in range(3):  # the three strided stages halve T
-        frames = (frames + 1) // 2
-    return side * side * (frames if c.region_layout == "channel_major" else 1)

@@ -64,7 +64,7 @@ class AVModel(nn.Module):
         b, steps = video.shape[:2]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
             clips = video.flatten(0, 1)
-            if torch.is_grad_enabled():
+            if torch.is_grad_enabled() or torch.compiler.is_compiling():  # (tracing: one call keeps B symbolic)
                 fmap = self.video_backbone.forward_map(clips)
             else:  # inference: a few clips at a time bounds the activations' memory, whatever B*L is
                 fmap = torch.cat([self.video_backbone.forward_map(c) for c in clips.split(INFERENCE_CLIPS)])

@@ -84,6 +84,16 @@ class AVERConfig:
         return self.dropout if own is None else own
 
     @property
+    def num_regions(self) -> int:
+        """Regions per step of the backbone's map: its H' x W' positions, times T' with ``channel_major``."""
+        side, frames = self.image_size, self.frames_per_clip
+        for _ in range(4):  # the stem and three strided stages halve H and W
+            side = (side + 1) // 2
+        for _ in range(3):  # the three strided stages halve T
+            frames = (frames + 1) // 2
+        return side * side * (frames if self.region_layout == "channel_major" else 1)
+
+    @property
     def video_dim(self) -> int:
         return self.video_widths[-1]
 

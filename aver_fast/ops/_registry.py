@@ -6,8 +6,9 @@ Triton kernels.
 
 Selection for ``(op, device, dtype)``:
 
-1. the ``backend=`` keyword of the op, else the ``AVER_FAST_BACKEND`` environment variable (read at each call);
-   an explicitly requested backend that cannot run raises ``RuntimeError`` saying why;
+1. the ``backend=`` keyword of the op, else the innermost :func:`using_backend` block, else the
+   ``AVER_FAST_BACKEND`` environment variable (read at each call); an explicitly requested backend that cannot run
+   raises ``RuntimeError`` saying why;
 2. otherwise, where autotuning is on (on CUDA; everywhere with ``AVER_FAST_AUTOTUNE=1``; nowhere with ``=0``), the
    backend that measured fastest for this (device name, dtype, shape bucket, forward or forward+backward), among
    those that can run the call: the first call of each key times every one (see :mod:`aver_fast.ops._autotune`);
@@ -18,6 +19,7 @@ Selection for ``(op, device, dtype)``:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 import time
@@ -56,6 +58,7 @@ class OpEntry:
 
 
 _OPS: dict[str, OpEntry] = {}
+_USING: contextvars.ContextVar[str | None] = contextvars.ContextVar("aver_fast_backend", default=None)
 _OBSERVERS: list[Callable[[str, str, float], None]] = []
 
 
@@ -102,9 +105,22 @@ def _why_not(b: Backend | None, device: torch.device, dtype: torch.dtype, args: 
     return reason
 
 
+@contextlib.contextmanager
+def using_backend(name: str) -> Iterator[None]:
+    """Within the block (this thread or task), every op without a ``backend=`` keyword runs on ``name``; e.g.
+    ``"reference"`` while exporting, so the graph holds only PyTorch's own operators."""
+    requested_backend(name)  # validates
+    token = _USING.set(name)
+    try:
+        yield
+    finally:
+        _USING.reset(token)
+
+
 def requested_backend(backend: str | None) -> str | None:
-    """The backend the caller asked for: the keyword, else ``$AVER_FAST_BACKEND``, else ``None`` (automatic)."""
-    name = backend if backend is not None else os.environ.get(ENV_VAR) or None
+    """The backend the caller asked for: the keyword, else a :func:`using_backend` block, else
+    ``$AVER_FAST_BACKEND``, else ``None`` (automatic)."""
+    name = backend if backend is not None else _USING.get() or os.environ.get(ENV_VAR) or None
     if name is not None and name not in BACKENDS:
         source = "backend=" if backend is not None else f"${ENV_VAR}="
         raise ValueError(f"{source}{name!r} is not a backend; expected one of {BACKENDS}")

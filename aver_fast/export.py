@@ -1,0 +1,117 @@
+"""Export a model for deployment: ONNX (onnxruntime, TensorRT) or a ``torch.export`` ExportedProgram (``.pt2``).
+
+The fused ops are exported as their PyTorch reference (the graph holds only PyTorch's own operators), so the file
+runs where aver_fast is not installed. The batch size is dynamic; every other size is the model's.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .models import AVModel
+from .models.base import BACKBONES
+from .ops._registry import using_backend
+
+FORMATS = ("onnx", "exported-program")
+SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2"}  # torch.export.load reads only .pt2 files
+OUTPUT = "va"  # (B, L, 2) [valence, arousal] per step
+EXAMPLE_BATCH = 2  # the batch traced; any batch runs
+
+
+class _Features(nn.Module):
+    """``forward(v_feat, a_feat)`` = ``model.forward_features``: the fusion model on cached backbone features."""
+
+    def __init__(self, model: AVModel) -> None:
+        super().__init__()
+        fusion = copy.copy(model)  # the same parts without the backbones, which features do not use
+        fusion._modules = {k: m for k, m in model._modules.items() if k not in BACKBONES}
+        self.model = fusion
+
+    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(v_feat, a_feat)
+
+
+@dataclass
+class Exported:
+    """What :func:`export_model` wrote: the file, its format and its inputs (name -> shape, ``B`` = any batch)."""
+
+    path: str
+    format: str
+    inputs: dict[str, tuple]
+
+    def describe(self) -> dict:
+        return {"path": self.path, "format": self.format, "output": OUTPUT,
+                "inputs": {k: "x".join(str(d) for d in v) for k, v in self.inputs.items()}}
+
+
+def example_inputs(model: AVModel, features: bool = False, batch: int = EXAMPLE_BATCH) -> dict[str, torch.Tensor]:
+    """Random inputs of the model's sizes: ``video (B, L, 3, T, S, S)``, ``audio (B, L, 1, n_mels, frames)``, or with
+    ``features`` ``v_feat (B, L, R, C_v)``, ``a_feat (B, L, C_a)``."""
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    if features:
+        shapes = {"v_feat": (batch, c.seq_len, c.num_regions, c.video_dim), "a_feat": (batch, c.seq_len, c.audio_dim)}
+    else:
+        shapes = {"video": (batch, c.seq_len, 3, c.frames_per_clip, c.image_size, c.image_size),
+                  "audio": (batch, c.seq_len, 1, c.n_mels, c.audio_frames)}
+    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+
+
+def export_model(model: AVModel, path: str, format: str = "onnx", features: bool = False) -> Exported:
+    """Write ``model`` (the full model, inputs ``video``/``audio``; or with ``features`` the fusion part, inputs
+    ``v_feat``/``a_feat``) to ``path`` in float32 on the CPU, eval mode, output ``va``. The file is written under a
+    temporary name and moved into place, so a failed export leaves nothing half-written."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if not path.endswith(SUFFIX[format]):
+        raise ValueError(f"{path}: the {format} format needs a file name ending in {SUFFIX[format]}")
+    if format == "onnx":
+        for package in ("onnx", "onnxscript"):
+            try:
+                __import__(package)
+            except ImportError:
+                raise ValueError(f"ONNX export needs the {package} package: pip install 'aver-fast[export]'") from None
+    model = model.float().cpu().eval()
+    module = _Features(model) if features else model
+    inputs = example_inputs(model, features)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dynamic = tuple({0: batch} for _ in inputs)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp{os.getpid()}.{os.path.basename(path)}")
+    try:
+        with using_backend("reference"), torch.no_grad(), warnings.catch_warnings():
+            # PyTorch's own notes while tracing (nn.LSTM's internal weight list, deprecations inside torch)
+            warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+            warnings.filterwarnings("ignore", message=".*_check_is_size will be removed.*")
+            warnings.filterwarnings("ignore", message=".*axis name: batch will not be used.*")
+            if format == "onnx":
+                # weights inside the file (one file to copy; the paper model is ~280 MB, under protobuf's 2 GB)
+                torch.onnx.export(module, tuple(inputs.values()), tmp, input_names=list(inputs),
+                                  output_names=[OUTPUT], dynamic_shapes=dynamic, dynamo=True, external_data=False,
+                                  verbose=False)
+            else:
+                program = torch.export.export(module, tuple(inputs.values()), dynamic_shapes=dynamic)
+                torch.export.save(program, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    shapes = {k: ("B", *v.shape[1:]) for k, v in inputs.items()}
+    return Exported(path, format, shapes)
+
+
+def run_exported(path: str, format: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Run an exported file on ``inputs`` (name -> tensor) as a deployment would: onnxruntime on the CPU, or the
+    loaded ExportedProgram's module."""
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return torch.from_numpy(session.run([OUTPUT], {k: v.numpy() for k, v in inputs.items()})[0])
+    return torch.export.load(path).module()(*inputs.values())
