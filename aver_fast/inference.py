@@ -7,8 +7,10 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import AffWild2Dataset
 from .models import MODELS, AVERConfig
+from .models.precision import PRECISIONS, cpu_has_native_bf16, precision_context
 
 BATCH_SIZE = 2  # windows per forward pass in evaluate/predict: peak memory grows with it, not with video length
+__all__ = ["BATCH_SIZE", "PRECISIONS", "cpu_has_native_bf16", "load_model", "precision_context", "predict_frames"]
 
 
 def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
@@ -29,19 +31,23 @@ def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
     return model.eval(), state
 
 
-def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE) -> dict:
+def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE,
+                   precision: str = "fp32") -> dict:
     """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
     sub-sequence ends at or after it), the labels and per-step (pred, target, mask). Windows are read and run
-    ``batch_size`` at a time, so peak memory does not depend on the video's length."""
+    ``batch_size`` at a time, so peak memory does not depend on the video's length; ``precision`` as
+    :func:`precision_context`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg = ds.config
     entries = {e.name: e for e in ds.entries}
     out: dict = {}
-    with torch.no_grad():
+    context = precision_context(model, precision)  # outside inference mode: it may convert the weights' layout
+    with torch.inference_mode(), context:
         for k0 in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
-            pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]))
+            pred = model(torch.stack([it["video"] for it in items]),
+                         torch.stack([it["audio"] for it in items])).float()
             for it, p in zip(items, pred, strict=True):
                 e = entries[it["video_name"]]
                 rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),

@@ -34,3 +34,28 @@ def test_predict_frames_streams_batches_and_bounds_backbone_clips(tmp_path, batc
     torch.testing.assert_close(regions, regions_grad.detach())
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         predict_frames(model, ds, 0)
+
+
+def test_precision_bf16_is_close_to_fp32_and_falls_back_without_native_bf16(tmp_path, monkeypatch):
+    from aver_fast.models import precision as inference
+
+    make_synthetic(str(tmp_path), videos=1, seed=3, seconds=6.0, size=32)
+    ds = AffWild2Dataset(str(tmp_path), config=AlignmentConfig.tiny())
+    torch.manual_seed(0)
+    model = AVER(AVERConfig.tiny()).eval()
+    fp32 = next(iter(predict_frames(model, ds).values()))["frames"]
+    assert model.video_backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    bf16 = next(iter(predict_frames(model, ds, precision="bf16").values()))["frames"]
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32), "bf16 ran"
+    assert (bf16 - fp32).abs().max() < 0.05  # bf16 keeps ~3 digits; predictions lie in [-1, 1]
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bfloat16 .* running in fp32"):
+        fallback = next(iter(predict_frames(model, ds, precision="bf16").values()))["frames"]
+    torch.testing.assert_close(fallback, fp32, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        predict_frames(model, ds, precision="fp16")
+    # the weights stay usable for training after inference mode
+    video, audio = ds[0]["video"][None], ds[0]["audio"][None]
+    model.train()
+    model(video, audio).sum().backward()

@@ -21,7 +21,7 @@ FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels"),
           ("aver_fast.models", "aver_fast.data"),
           ("aver_fast.config", "aver_fast.inference", "aver_fast.plots", "aver_fast.features",
            "aver_fast.bench", "aver_fast.summary", "aver_fast.gpu_build",
-           "aver_fast.export"),
+           "aver_fast.export", "aver_fast.streaming"),
           ("aver_fast.commands", "aver_fast"),  # the package's __init__: the public API, re-exported
           ("aver_fast.cli",)]
 

@@ -93,7 +93,8 @@ def run_demo(out: str | Path = "aver-demo", steps: int = 200, batch_size: int = 
         ds = AffWild2Dataset(root, split["test"][:1], PRESET.alignment())
         rec = next(iter(predict_frames(model.eval(), ds).values()))
         os.makedirs(out / "plots", exist_ok=True)
-        plot(rec["frames"], rec["labels"], ds.entries[0].fps, str(out / "plots" / f"{name}_{ds.entries[0].name}"))
+        plot(rec["frames"], rec["labels"], ds.entries[0].fps, str(out / "plots" / f"{name}_{ds.entries[0].name}"),
+             title=f"{name} (tiny, demo) on {ds.entries[0].name}")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     (out / "conditions.json").write_text(json.dumps({c: parse_condition(c).params for c in CONDITIONS}, indent=2))

@@ -1,49 +1,210 @@
-"""``aver-fast predict VIDEO``: per-frame valence/arousal as CSV, and two plots: the time trace (valence blue,
-arousal orange, ground truth dashed when given) and the trajectory in valence-arousal space."""
+"""``aver-fast predict VIDEO|DIR|GLOB``: one valence/arousal prediction per frame, as CSV, with two plots per video
+(the time trace and the trajectory in valence-arousal space); many videos with one progress bar, resumable, and a
+summary CSV; ``--stream``: a live source, rows written as they are produced."""
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import statistics
+import time
 
-from ..config import TrainConfig
-from ..data import AffWild2Dataset
-from ..inference import BATCH_SIZE, load_model, predict_frames
-from ..plots import plot
+from ..data import MediaError
+from ..data.media import VIDEO_EXTS
+from ..inference import BATCH_SIZE, PRECISIONS
 
-HELP = "per-frame valence/arousal CSV and plots for one video"
+HELP = "per-frame valence/arousal CSV and plots for videos, or a live source (--stream)"
+CSV_HEADER = "frame,time_s,valence,arousal"
+SUMMARY = "summary.csv"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="video file or frame folder")
+    p.add_argument("video", help="a video file, a frame folder, a folder of videos, a glob ('clips/*.mp4'), or with "
+                                 "--stream any source PyAV opens (file, URL, device)")
     p.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. runs/aver/best")
-    p.add_argument("--labels", help="annotation file: ground truth drawn dashed")
+    p.add_argument("--labels", help="annotation file (one video only): ground truth drawn dashed")
     p.add_argument("--out", default="predictions", help="output folder")
+    p.add_argument("--step", type=int, default=1,
+                   help="frames between predicted frames; must divide the sub-sequence length (32 at paper size). "
+                        "1 (default): every frame its own window; backbone work is frames / step sub-sequences")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
+    p.add_argument("--stream", action="store_true",
+                   help="read the source progressively and write each CSV row as soon as it is known, with its "
+                        "latency")
+    p.add_argument("--realtime", action="store_true", help="with --stream: deliver a file at its real-time pace")
+    p.add_argument("--force", action="store_true", help="redo videos whose CSV is already complete")
 
 
-def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None,
-                  batch_size: int = BATCH_SIZE) -> dict:
-    """Write ``out/<name>.csv`` (frame, time_s, valence, arousal) and the two plots; ``batch_size`` windows run at
-    once (peak memory grows with it, not with the video's length)."""
-    model, state = load_model(checkpoint)
+def find_videos(spec: str) -> list[str]:
+    """A video file or frame folder; a folder of videos; or a glob. Sorted; an empty result is an error."""
+    if os.path.isfile(spec):
+        return [spec]
+    if os.path.isdir(spec):
+        inside = sorted(os.path.join(spec, f) for f in os.listdir(spec))
+        if any(f.lower().endswith((".jpg", ".png")) for f in inside):
+            return [spec]  # a frame folder is one video
+        found = [f for f in inside if f.lower().endswith(VIDEO_EXTS)]
+        if not found:
+            raise MediaError(spec, f"folder has no videos ({', '.join(VIDEO_EXTS)}) and no frames")
+        return found
+    found = sorted(f for f in glob.glob(spec) if os.path.isdir(f) or f.lower().endswith(VIDEO_EXTS))
+    if not found:
+        raise MediaError(spec, "no such video, folder, or videos matching the pattern")
+    return found
+
+
+def _name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
+
+
+def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, batch_size: int = BATCH_SIZE,
+                  precision: str = "fp32", step: int = 1, loaded=None, progress=None) -> dict:
+    """Write ``out/<name>.csv`` (frame, time_s, valence, arousal: one row per frame) and the two plots. The CSV is
+    written under a temporary name and renamed when complete."""
+    import numpy as np
+    import torch
+
+    from ..config import TrainConfig
+    from ..data import read_va
+    from ..inference import load_model
+    from ..plots import plot
+    from ..streaming import predict_file
+
+    model, state = loaded or load_model(checkpoint)
     cfg = TrainConfig(**state["config"])
-    ds = AffWild2Dataset.from_video(video, cfg.alignment(), labels=labels)
-    rec = next(iter(predict_frames(model, ds, batch_size).values()))
-    frames, gt = rec["frames"], rec["labels"] if labels else None
+    t0 = time.perf_counter()
+    frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision,
+                                     on_rows=(lambda rows: progress(len(rows))) if progress else None)
+    wall = time.perf_counter() - t0
+    gt = None
+    if labels:
+        gt = torch.from_numpy(np.asarray(read_va(labels), dtype=np.float32))
+        if gt.shape[0] != frames.shape[0]:
+            raise MediaError(labels, f"has {gt.shape[0]} frames but {video} has {frames.shape[0]}")
     os.makedirs(out, exist_ok=True)
-    name = ds.entries[0].name
+    name = _name(video)
     csv_path = os.path.join(out, f"{name}.csv")
     with open(csv_path + ".tmp", "w") as f:
-        f.write("frame,time_s,valence,arousal\n")
+        f.write(CSV_HEADER + "\n")
         for i, (v, a) in enumerate(frames.tolist()):
-            f.write(f"{i},{i / ds.entries[0].fps:.3f},{v:.5f},{a:.5f}\n")
+            f.write(f"{i},{i / predictor.fps:.3f},{v:.5f},{a:.5f}\n")
     os.replace(csv_path + ".tmp", csv_path)
-    plots = plot(frames, gt, ds.entries[0].fps, os.path.join(out, name))
-    return {"csv": csv_path, **plots}
+    title = f"{state['arch'][0]} ({os.path.basename(checkpoint.rstrip(os.sep))}) on {name}"
+    plots = plot(frames, gt, predictor.fps, os.path.join(out, name), title=title)
+    seconds = frames.shape[0] / predictor.fps
+    return {"video": video, "csv": csv_path, **plots, "frames": frames.shape[0], "seconds": round(seconds, 3),
+            "mean_valence": round(frames[:, 0].mean().item(), 5), "mean_arousal": round(frames[:, 1].mean().item(), 5),
+            "wall_s": round(wall, 3), "video_s_per_s": round(seconds / wall, 3) if wall > 0 else None,
+            "backbone_subsequences": predictor.backbone_calls}
+
+
+def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int = BATCH_SIZE,
+                 precision: str = "fp32", step: int = 1, force: bool = False) -> list[dict]:
+    """Every video in turn under one progress bar (frames); videos whose CSV is complete are skipped unless
+    ``force``; a video that fails is recorded and the others go on. Writes ``out/summary.csv``."""
+    from tqdm import tqdm
+
+    from ..data import VideoSource
+    from ..inference import load_model
+
+    loaded = load_model(checkpoint)
+    names = [_name(v) for v in videos]
+    clash = {n for n in names if names.count(n) > 1}
+    if clash:
+        raise ValueError(f"several videos share a name ({sorted(clash)}): their outputs would overwrite each other")
+    results, todo = [], []
+    for v in videos:
+        if not force and os.path.isfile(os.path.join(out, f"{_name(v)}.csv")):
+            results.append({"video": v, "status": "skipped (already complete)"})
+        else:
+            todo.append(v)
+    total = 0
+    for v in todo:
+        try:
+            total += len(VideoSource(v))
+        except MediaError:
+            pass  # reported when the video itself is read
+    with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
+        for v in todo:
+            try:
+                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update)
+                results.append({**r, "status": "done"})
+            except (MediaError, OSError) as e:
+                results.append({"video": v, "status": f"failed: {e}"})
+    _write_summary(results, out)
+    return results
+
+
+def _write_summary(results: list[dict], out: str) -> None:
+    import csv
+
+    os.makedirs(out, exist_ok=True)
+    fields = ["video", "status", "frames", "seconds", "mean_valence", "mean_arousal", "wall_s", "video_s_per_s",
+              "csv"]
+    path = os.path.join(out, SUMMARY)
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(results)
+    os.replace(path + ".tmp", path)
+
+
+def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, precision: str = "fp32",
+                   step: int = 1, realtime: bool = False) -> dict:
+    """Rows ``frame,time_s,valence,arousal,latency_s`` appended to ``out/<name>.csv`` (flushed) as each becomes
+    known; returns the latency statistics."""
+    from ..config import TrainConfig
+    from ..inference import load_model
+    from ..streaming import FramePredictor, iter_stream
+
+    model, state = load_model(checkpoint)
+    cfg = TrainConfig(**state["config"]).alignment()
+    fps, items = iter_stream(source, cfg, realtime)
+    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision)
+    os.makedirs(out, exist_ok=True)
+    csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")
+    latencies: list[float] = []
+    with open(csv_path, "w") as f:
+        f.write(CSV_HEADER + ",latency_s\n")
+
+        def write(rows) -> None:
+            for r in rows:
+                f.write(f"{r.frame},{r.time_s:.3f},{r.valence:.5f},{r.arousal:.5f},{r.latency_s:.4f}\n")
+                latencies.append(r.latency_s)
+            f.flush()
+        for frames, audio in items:
+            write(predictor.push(frames, audio))
+        write(predictor.finish())
+    report = {"csv": csv_path, "frames": len(latencies), "fps": fps, "backbone_subsequences": predictor.backbone_calls}
+    if latencies:
+        ordered = sorted(latencies)
+        report |= {"latency_median_s": round(statistics.median(ordered), 4),
+                   "latency_p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 4),
+                   "latency_max_s": round(ordered[-1], 4)}
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
-    print(json.dumps(predict_video(args.video, args.checkpoint, args.out, args.labels, args.batch_size)))
-    return 0
+    if args.stream:
+        print(json.dumps(predict_stream(args.video, args.checkpoint, args.out, args.batch_size, args.precision,
+                                        args.step, args.realtime)))
+        return 0
+    if args.realtime:
+        raise ValueError("--realtime paces a --stream source; add --stream")
+    videos = find_videos(args.video)
+    if len(videos) == 1 and os.path.samefile(videos[0], args.video):  # one video named: always (re)done
+        print(json.dumps(predict_video(videos[0], args.checkpoint, args.out, args.labels, args.batch_size,
+                                       args.precision, args.step)))
+        return 0
+    if args.labels:
+        raise ValueError("--labels names the ground truth of one video; give one video with it")
+    results = predict_many(videos, args.checkpoint, args.out, args.batch_size, args.precision, args.step, args.force)
+    failed = [r for r in results if r["status"].startswith("failed")]
+    print(json.dumps({"summary": os.path.join(args.out, SUMMARY), "videos": len(results),
+                      "done": sum(r["status"] == "done" for r in results),
+                      "skipped": sum(r["status"].startswith("skipped") for r in results), "failed": len(failed)}))
+    return 1 if failed else 0

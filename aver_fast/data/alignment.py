@@ -75,12 +75,16 @@ def window_starts(n_frames: int, cfg: AlignmentConfig) -> list[int]:
     return list(range(0, max(n_frames, 1), cfg.window_stride))
 
 
+def subseq_offsets(cfg: AlignmentConfig) -> np.ndarray:
+    """The ``frames_per_subseq`` sampled frames of a sub-sequence, relative to its last frame (uniform, last = 0)."""
+    return np.round(np.linspace(-(cfg.subseq - 1), 0, cfg.frames_per_subseq)).astype(np.int64)
+
+
 def plan_window(start: int, n_frames: int, cfg: AlignmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the window at ``start``: sampled frame indices ``(steps, frames_per_subseq)`` (clamped into the video),
     the label frame of each step ``(steps,)`` (its last frame) and whether that step lies inside the video."""
     ends = start + (np.arange(cfg.steps) + 1) * cfg.subseq - 1
-    offsets = np.round(np.linspace(-(cfg.subseq - 1), 0, cfg.frames_per_subseq)).astype(np.int64)
-    frames = np.clip(ends[:, None] + offsets[None, :], 0, n_frames - 1)
+    frames = np.clip(ends[:, None] + subseq_offsets(cfg)[None, :], 0, n_frames - 1)
     return frames, ends, ends < n_frames
 
 

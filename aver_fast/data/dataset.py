@@ -270,20 +270,31 @@ class AffWild2Dataset(Dataset):
         return list(rng.choice(others, size=min(3, len(others)), replace=False))
 
     def _video_tensor(self, frames: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-        cfg = self.config
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)  # (U, 3, H, W)
-        x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True,
-                          align_corners=False)
-        mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(KINETICS_STD).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        return x[torch.from_numpy(idx)].permute(0, 2, 1, 3, 4).contiguous()  # (L, 3, T, S, S)
+        return video_clips(frames, idx, self.config)
 
     def _audio_tensor(self, segments: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        db = log_mel(segments, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
-                     hop_length=cfg.hop_length, n_mels=cfg.n_mels, mel_scale=cfg.mel_scale,
-                     norm=cfg.mel_norm)  # (L, n_mels, audio_frames)
-        if cfg.noise_reduction:
-            db = spectral_gate(db)
-        return ((db - cfg.db_mean) / cfg.db_std).unsqueeze(1)
+        return audio_steps(segments, self.config)
+
+
+def resize_frames(frames: np.ndarray, cfg: AlignmentConfig) -> torch.Tensor:
+    """``uint8 (U, H, W, 3)`` RGB -> ``(U, 3, S, S)`` resized (bilinear, antialiased) and Kinetics-normalised."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(KINETICS_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def video_clips(frames: np.ndarray, idx: np.ndarray, cfg: AlignmentConfig) -> torch.Tensor:
+    """Frames ``uint8 (U, H, W, 3)`` and, per step, the indices into them ``(L, T)`` -> clips ``(L, 3, T, S, S)``."""
+    return resize_frames(frames, cfg)[torch.from_numpy(idx)].permute(0, 2, 1, 3, 4).contiguous()
+
+
+def audio_steps(segments: torch.Tensor, cfg: AlignmentConfig) -> torch.Tensor:
+    """Audio segments ``(L, samples)`` -> normalised dB log-mels ``(L, 1, n_mels, audio_frames)``."""
+    db = log_mel(segments, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
+                 hop_length=cfg.hop_length, n_mels=cfg.n_mels, mel_scale=cfg.mel_scale,
+                 norm=cfg.mel_norm)  # (L, n_mels, audio_frames)
+    if cfg.noise_reduction:
+        db = spectral_gate(db)
+    return ((db - cfg.db_mean) / cfg.db_std).unsqueeze(1)

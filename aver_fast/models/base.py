@@ -62,17 +62,23 @@ class AVModel(nn.Module):
                                  "AlignmentConfig that matches the preset")
         _check_batch(video, audio, "video", "audio")
         b, steps = video.shape[:2]
+        regions, a = self.subsequence_features(video.flatten(0, 1), audio.flatten(0, 1))
+        return regions.reshape(b, steps, *regions.shape[1:]), a.reshape(b, steps, -1)
+
+    def subsequence_features(self, clips: torch.Tensor,
+                             spectrograms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The backbones on independent sub-sequences: clips ``(N, 3, T, H, W)``, log-mels ``(N, 1, M, F)`` ->
+        region maps ``(N, R, C_v)`` and audio features ``(N, C_a)`` (a window's steps are N of them)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-            clips = video.flatten(0, 1)
             if torch.is_grad_enabled() or torch.compiler.is_compiling():  # (tracing: one call keeps B symbolic)
                 fmap = self.video_backbone.forward_map(clips)
-            else:  # inference: a few clips at a time bounds the activations' memory, whatever B*L is
+            else:  # inference: a few clips at a time bounds the activations' memory, whatever N is
                 fmap = torch.cat([self.video_backbone.forward_map(c) for c in clips.split(INFERENCE_CLIPS)])
-            if c.region_layout == "spatial":  # the H' x W' positions, time averaged
-                regions = fmap.mean(dim=2).flatten(2).transpose(1, 2).reshape(b, steps, -1, fmap.shape[1])
+            if self.config.region_layout == "spatial":  # the H' x W' positions, time averaged
+                regions = fmap.mean(dim=2).flatten(2).transpose(1, 2)
             else:  # the public code: the (C, T', H', W') map flattened, cut in consecutive C-value chunks
-                regions = fmap.reshape(b, steps, -1, fmap.shape[1])
-            a = self.audio_backbone(audio.flatten(0, 1)).reshape(b, steps, -1)
+                regions = fmap.reshape(fmap.shape[0], -1, fmap.shape[1])
+            a = self.audio_backbone(spectrograms)
         return regions, a
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,90 @@
+"""Frame-level prediction (aver_fast/streaming.py): causal windows ending at each output frame, sub-sequence
+features computed once, bounded memory, identical results however the input is chunked."""
+import numpy as np
+import pytest
+import torch
+
+from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
+from aver_fast.inference import predict_frames
+from aver_fast.models import AVER, AVERConfig
+from aver_fast.streaming import FramePredictor, iter_file, predict_file
+
+CFG = AlignmentConfig.tiny()  # windows of 128 frames: 8 sub-sequences of 16
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("stream"))
+    make_synthetic(root, videos=1, seed=4, seconds=9.0, size=32)  # 270 frames at 30 fps
+    return root, f"{root}/videos/synth_000.mp4"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return AVER(AVERConfig.tiny()).eval()
+
+
+def test_step_equal_to_the_subsequence_reproduces_the_window_predictions(video, model):
+    """Output frames 127, 143, ...: the window ending at 255 is the dataset's second window (start 128); frames
+    before 127 take the first window's steps, exactly as predict_frames gives them."""
+    root, path = video
+    frames, predictor = predict_file(model, path, CFG, step=16, batch_size=3)
+    ds = AffWild2Dataset(root, config=CFG)
+    windows = next(iter(predict_frames(model, ds).values()))
+    torch.testing.assert_close(frames[:128], windows["frames"][:128], rtol=1e-5, atol=1e-6)
+    second = windows["steps"][1][0]  # (steps, 2) of the window starting at 128
+    torch.testing.assert_close(frames[255], second[-1], rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(frames).all() and frames.shape == (270, 2)
+    assert predictor.backbone_calls == len(range(15, 270, 16))  # each sub-sequence once, whatever the overlap
+
+
+def test_every_frame_has_its_own_window_at_step_1(video, model):
+    _, path = video
+    frames, predictor = predict_file(model, path, CFG, step=1)
+    assert predictor.backbone_calls == 270 - 15  # one sub-sequence per frame from the first full one
+    assert torch.isfinite(frames).all()
+    after = frames[127:]
+    assert (after[1:] != after[:-1]).any(dim=1).all(), "from the first full window on, each frame its own answer"
+    coarse, _ = predict_file(model, path, CFG, step=16)
+    torch.testing.assert_close(frames[127::16], coarse[127::16], rtol=1e-5, atol=1e-6)
+
+
+def test_pushing_frame_by_frame_gives_the_same_rows(video, model):
+    _, path = video
+    fps, n, chunks = iter_file(path, CFG)
+    whole, _ = predict_file(model, path, CFG, step=4)
+    p = FramePredictor(model, CFG, fps, step=4, batch_size=1)
+    rows, held = [], []
+    for frames, audio in chunks:
+        cut = np.linspace(0, len(audio), len(frames) + 1).astype(int)
+        for i in range(len(frames)):  # one frame and its share of audio at a time, as a live source
+            rows += p.push(frames[i:i + 1], audio[cut[i]:cut[i + 1]])
+            held.append((len(p._frames), len(p._features)))
+    rows += p.finish()
+    assert [r.frame for r in rows] == list(range(n))
+    got = torch.tensor([[r.valence, r.arousal] for r in rows])
+    torch.testing.assert_close(got, whole, rtol=1e-5, atol=1e-6)
+    assert all(r.latency_s >= 0 for r in rows)
+    assert max(f for f, _ in held) <= CFG.subseq + 2, "frames held: about one sub-sequence"
+    assert max(c for _, c in held) <= CFG.steps * CFG.subseq // 4 + 1, "features held: one window's worth"
+
+
+def test_a_video_shorter_than_a_window_is_one_padded_window(tmp_path, model):
+    make_synthetic(str(tmp_path), videos=1, seed=5, seconds=3.0, size=32)  # 90 frames < 128
+    path = f"{tmp_path}/videos/synth_000.mp4"
+    frames, _ = predict_file(model, path, CFG, step=2)
+    windows = next(iter(predict_frames(model, AffWild2Dataset(str(tmp_path), config=CFG)).values()))
+    torch.testing.assert_close(frames, windows["frames"], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_settings_are_named(model):
+    with pytest.raises(ValueError, match=r"step must divide the sub-sequence length 16 \(one of \[1, 2, 4, 8, 16\]\)"):
+        FramePredictor(model, CFG, 30.0, step=5)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        FramePredictor(model, CFG, 30.0, batch_size=0)
+    p = FramePredictor(model, CFG, 30.0)
+    with pytest.raises(ValueError, match=r"frames must be uint8 \(k, H, W, 3\) RGB"):
+        p.push(np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match="no frames were pushed"):
+        p.finish()
