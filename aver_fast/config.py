@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import AlignmentConfig
+from .data.faces import FACE_MODES
 from .models import MODELS, AVERConfig
 
 
@@ -67,12 +68,15 @@ class TrainConfig:
     video_weights: str = ""  # torchvision-format r2plus1d_18 state dict file for the video backbone
     audio_weights: str = ""  # resnet18-format (1-channel conv1) state dict file for the audio backbone
     on_nonfinite: str = "stop"  # a non-finite loss or gradient: "stop" (exit 3) or "skip" the batch
+    faces: str = "auto"  # "auto" (cropped_aligned/ when present, else detect), "detect" or "none" (frames as found)
 
     def __post_init__(self) -> None:
         if self.fusion not in MODELS:
             raise ValueError(f"fusion must be one of {sorted(MODELS)}, got {self.fusion!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.faces not in FACE_MODES:
+            raise ValueError(f"faces must be one of {FACE_MODES}, got {self.faces!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         for name in ("epochs", "batch_size", "train_stride"):

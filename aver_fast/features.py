@@ -15,7 +15,8 @@ from .models import MODELS, AVERConfig
 
 
 def extract_features(data: str, out: str, config: AVERConfig, alignment: AlignmentConfig, fusion: str = "aver",
-                     weights: dict | None = None, batch_size: int = 4, device: str = "cpu", log=print) -> dict:
+                     weights: dict | None = None, batch_size: int = 4, device: str = "cpu", log=print,
+                     faces: str = "none") -> dict:
     """Write the backbone region maps ``(windows, L, R, Cv)`` and audio features ``(windows, L, Ca)`` of every
     window, with targets and masks; returns ``{video: windows}`` (also in ``out/index.json``)."""
     if not config.freeze_backbones:
@@ -25,7 +26,7 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
     if weights is not None:
         model.load_state_dict(weights)
     os.makedirs(out, exist_ok=True)
-    ds = AffWild2Dataset(data, config=alignment)
+    ds = AffWild2Dataset(data, config=alignment, faces=faces)
     index: dict[str, int] = {}
     by_video: dict[str, list[int]] = {}
     for i, (v, _) in enumerate(ds.index):

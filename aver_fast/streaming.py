@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import AlignmentConfig
+from .data import AlignmentConfig, MediaError
 from .data.alignment import plan_window, segment_bounds, subseq_offsets
 from .data.dataset import audio_steps, resize_frames
 from .models.precision import precision_context
@@ -51,20 +51,21 @@ class FramePredictor:
     """Feed frames (``uint8 (k, H, W, 3)`` RGB, in order) and audio (mono samples at ``cfg.sample_rate``, in order)
     with :meth:`push`; call :meth:`finish` at the end. Both return the rows that became final, in frame order.
 
-    ``transform(frames, first_index)`` may change the raw frames first (face crops). ``backbone_calls`` counts the
+    ``faces`` (a :class:`~aver_fast.data.faces.FaceTrack` or :class:`~aver_fast.data.faces.OnlineFaces`) crops the
+    raw frames first; frames without a face get NaN rows (masked, never guessed). ``backbone_calls`` counts the
     sub-sequences run through the backbones.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: AlignmentConfig, fps: float, step: int = 1, batch_size: int = 2,
-                 precision: str = "fp32",
-                 transform: Callable[[np.ndarray, int], np.ndarray] | None = None) -> None:
+                 precision: str = "fp32", faces=None) -> None:
         check_step(step, cfg)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.model, self.cfg, self.fps, self.step, self.batch_size = model, cfg, float(fps), step, batch_size
-        self.transform = transform
+        self.faces = faces
+        self._valid: list[bool] = []  # per frame received: has a face (always True without faces)
         self._context = precision_context(model, precision)  # outside inference mode (it may move the weights)
         self.first_output = cfg.window - 1
         self.backbone_calls = 0
@@ -90,8 +91,11 @@ class FramePredictor:
         if frames is not None and len(frames):
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
                 raise ValueError(f"frames must be uint8 (k, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
-            if self.transform is not None:
-                frames = self.transform(frames, self._n)
+            if self.faces is not None:
+                frames, valid = self.faces.process(frames, self._n)
+                self._valid += [bool(v) for v in valid]
+            else:
+                self._valid += [True] * len(frames)
             x = resize_frames(frames, self.cfg)
             for i in range(x.shape[0]):
                 self._frames[self._n + i] = x[i]
@@ -196,7 +200,8 @@ class FramePredictor:
         rows = []
         latency = now - arrived if arrived is not None else 0.0
         while self._emitted <= frame and va is not None:
-            rows.append(Row(self._emitted, self._emitted / self.fps, float(va[0]), float(va[1]), latency))
+            v, a = (float(va[0]), float(va[1])) if self._valid[self._emitted] else (float("nan"), float("nan"))
+            rows.append(Row(self._emitted, self._emitted / self.fps, v, a, latency))
             self._emitted += 1
         return rows
 
@@ -237,11 +242,26 @@ def iter_file(path: str, cfg: AlignmentConfig, chunk: int = CHUNK) -> tuple[floa
 
 
 def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: int = 1, batch_size: int = 2,
-                 precision: str = "fp32", transform=None,
+                 precision: str = "fp32", faces: str = "none",
                  on_rows: Callable[[list[Row]], None] | None = None) -> tuple[torch.Tensor, FramePredictor]:
-    """Per-frame predictions ``(frames, 2)`` of a video file; ``on_rows`` sees the rows as they become final."""
+    """Per-frame predictions ``(frames, 2)`` of a video file (NaN where no face was found); ``faces``: ``detect``
+    (crops of the tracked face, cached beside the video), ``none`` (whole frames) or ``auto`` (``none`` for frame
+    folders and synthetic datasets, whose frames are faces already; else ``detect``); ``on_rows`` sees the rows as
+    they become final."""
+    from .data.faces import FaceTrack, frames_are_faces, resolve_faces
+    from .data.media import VideoSource
+
+    resolve_faces(faces, None)  # validates
+    if faces == "auto":
+        faces = "none" if frames_are_faces(path) else "detect"
     fps, n, chunks = iter_file(path, cfg)
-    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, transform)
+    track = None
+    if faces == "detect":
+        source = VideoSource(path)
+        track = FaceTrack.load_or_detect(path, source.frames, n, fps)
+        if not track.valid.any():
+            raise MediaError(path, "no face found in any frame (--faces none runs on whole frames)")
+    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, track)
     out = torch.full((n, 2), float("nan"))
     for frames, audio in chunks:
         _collect(predictor.push(frames, audio), out, on_rows)
@@ -261,8 +281,6 @@ def iter_stream(source: str, cfg: AlignmentConfig, realtime: bool = False) -> tu
     (1, H, W, 3) or None, mono audio samples at cfg.sample_rate or None))``. ``realtime`` delivers a file at its own
     pace (each frame at its timestamp), as a camera would."""
     import av
-
-    from .data import MediaError
 
     try:
         container = av.open(source)

@@ -10,6 +10,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data import AffWild2Dataset, parse_condition
+from ..data.faces import FACE_MODES
 from ..inference import BATCH_SIZE, PRECISIONS, load_model, predict_frames
 from ..metrics import INVALID_LABEL, va_ccc
 
@@ -29,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing-edges", choices=SMOOTHING_EDGES, default=PUBLIC_SMOOTHING_EDGES,
                    help="how the post-processing moving average treats the ends of a video (scipy's modes; "
                         f"default: {PUBLIC_SMOOTHING_EDGES}, zeros, as the public evaluation)")
+    p.add_argument("--faces", choices=FACE_MODES,
+                   help="face crops: auto, detect or none (default: what the checkpoint's run used)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
 
@@ -88,7 +91,8 @@ def score(preds: dict, post: bool, edges: str = PUBLIC_SMOOTHING_EDGES) -> dict:
 
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              conditions: tuple[str, ...] = ("clean",), seed: int = 0, batch_size: int = BATCH_SIZE,
-             smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, precision: str = "fp32", log=print) -> dict:
+             smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, precision: str = "fp32", faces: str | None = None,
+             log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
     checkpoints' test split (or ``videos``)."""
     check_edges(smoothing_edges)  # an unknown mode fails before any work
@@ -104,7 +108,8 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
         results[prefix] = {}
         for cond in conditions:
             condition = parse_condition(cond)
-            ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed)
+            ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed,
+                                 faces=faces or cfg.faces)
             preds = predict_frames(model, ds, batch_size, precision)
             results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True, smoothing_edges),
                                      "smoothing_edges": smoothing_edges, "params": condition.params}
@@ -138,7 +143,7 @@ def write_report(results: dict, out: str) -> None:
 def run(args: argparse.Namespace) -> int:
     results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
                        tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size,
-                       smoothing_edges=args.smoothing_edges, precision=args.precision)
+                       smoothing_edges=args.smoothing_edges, precision=args.precision, faces=args.faces)
     write_report(results, args.out)
     print(markdown(results))
     return 0

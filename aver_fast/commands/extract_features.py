@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import PRESETS, TrainConfig, build_model
+from ..data.faces import FACE_MODES
 from ..models import MODELS
 
 HELP = "run the frozen backbones once and cache per-video features for train --features"
@@ -17,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", help="checkpoint prefix whose weights to use (default: random init)")
     p.add_argument("--video-weights", help="torchvision-format r2plus1d_18 state dict file for the video backbone")
     p.add_argument("--audio-weights", help="resnet18-format state dict file (1-channel conv1) for the audio backbone")
+    p.add_argument("--faces", choices=FACE_MODES, default="auto",
+                   help="auto: the dataset's cropped_aligned/ frames when present, else detect and crop the face; "
+                        "detect; none: the frames as found")
     p.add_argument("--stride", type=int, help="frames between windows (default: the window length; train "
                                               "--features uses exactly the windows cached here)")
 
@@ -33,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     elif cfg.video_weights or cfg.audio_weights:
         weights = build_model(cfg).state_dict()
     extract_features(args.data, args.out, cfg.model_config(freeze_backbones=True), cfg.alignment(args.stride),
-                     args.fusion, weights)
+                     args.fusion, weights, faces=args.faces)
     return 0

@@ -11,6 +11,7 @@ import statistics
 import time
 
 from ..data import MediaError
+from ..data.faces import FACE_MODES
 from ..data.media import VIDEO_EXTS
 from ..inference import BATCH_SIZE, PRECISIONS
 
@@ -32,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
+    p.add_argument("--faces", choices=FACE_MODES, default="auto",
+                   help="detect: crop the tracked face (Aff-Wild2-style 112 px crops; frames without a face get no "
+                        "prediction); none: whole frames; auto (default): none for frame folders and synthetic "
+                        "datasets (their frames are faces), else detect")
     p.add_argument("--stream", action="store_true",
                    help="read the source progressively and write each CSV row as soon as it is known, with its "
                         "latency")
@@ -62,7 +67,7 @@ def _name(path: str) -> str:
 
 
 def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, batch_size: int = BATCH_SIZE,
-                  precision: str = "fp32", step: int = 1, loaded=None, progress=None) -> dict:
+                  precision: str = "fp32", step: int = 1, loaded=None, progress=None, faces: str = "auto") -> dict:
     """Write ``out/<name>.csv`` (frame, time_s, valence, arousal: one row per frame) and the two plots. The CSV is
     written under a temporary name and renamed when complete."""
     import numpy as np
@@ -77,7 +82,7 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     model, state = loaded or load_model(checkpoint)
     cfg = TrainConfig(**state["config"])
     t0 = time.perf_counter()
-    frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision,
+    frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision, faces,
                                      on_rows=(lambda rows: progress(len(rows))) if progress else None)
     wall = time.perf_counter() - t0
     gt = None
@@ -97,13 +102,15 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     plots = plot(frames, gt, predictor.fps, os.path.join(out, name), title=title)
     seconds = frames.shape[0] / predictor.fps
     return {"video": video, "csv": csv_path, **plots, "frames": frames.shape[0], "seconds": round(seconds, 3),
-            "mean_valence": round(frames[:, 0].mean().item(), 5), "mean_arousal": round(frames[:, 1].mean().item(), 5),
+            "mean_valence": round(frames[:, 0].nanmean().item(), 5),
+            "mean_arousal": round(frames[:, 1].nanmean().item(), 5),
+            "frames_without_face": int(torch.isnan(frames[:, 0]).sum()),
             "wall_s": round(wall, 3), "video_s_per_s": round(seconds / wall, 3) if wall > 0 else None,
             "backbone_subsequences": predictor.backbone_calls}
 
 
 def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int = BATCH_SIZE,
-                 precision: str = "fp32", step: int = 1, force: bool = False) -> list[dict]:
+                 precision: str = "fp32", step: int = 1, force: bool = False, faces: str = "auto") -> list[dict]:
     """Every video in turn under one progress bar (frames); videos whose CSV is complete are skipped unless
     ``force``; a video that fails is recorded and the others go on. Writes ``out/summary.csv``."""
     from tqdm import tqdm
@@ -131,7 +138,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int =
     with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
         for v in todo:
             try:
-                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update)
+                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update, faces)
                 results.append({**r, "status": "done"})
             except (MediaError, OSError) as e:
                 results.append({"video": v, "status": f"failed: {e}"})
@@ -143,8 +150,8 @@ def _write_summary(results: list[dict], out: str) -> None:
     import csv
 
     os.makedirs(out, exist_ok=True)
-    fields = ["video", "status", "frames", "seconds", "mean_valence", "mean_arousal", "wall_s", "video_s_per_s",
-              "csv"]
+    fields = ["video", "status", "frames", "seconds", "frames_without_face", "mean_valence", "mean_arousal", "wall_s",
+              "video_s_per_s", "csv"]
     path = os.path.join(out, SUMMARY)
     with open(path + ".tmp", "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
@@ -154,17 +161,20 @@ def _write_summary(results: list[dict], out: str) -> None:
 
 
 def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, precision: str = "fp32",
-                   step: int = 1, realtime: bool = False) -> dict:
+                   step: int = 1, realtime: bool = False, faces: str = "auto") -> dict:
     """Rows ``frame,time_s,valence,arousal,latency_s`` appended to ``out/<name>.csv`` (flushed) as each becomes
     known; returns the latency statistics."""
     from ..config import TrainConfig
+    from ..data.faces import OnlineFaces, frames_are_faces, resolve_faces
     from ..inference import load_model
     from ..streaming import FramePredictor, iter_stream
 
     model, state = load_model(checkpoint)
     cfg = TrainConfig(**state["config"]).alignment()
     fps, items = iter_stream(source, cfg, realtime)
-    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision)
+    resolve_faces(faces, None)  # validates
+    detect = faces == "detect" or (faces == "auto" and not (os.path.exists(source) and frames_are_faces(source)))
+    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, OnlineFaces(fps) if detect else None)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")
     latencies: list[float] = []
@@ -191,18 +201,19 @@ def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, 
 def run(args: argparse.Namespace) -> int:
     if args.stream:
         print(json.dumps(predict_stream(args.video, args.checkpoint, args.out, args.batch_size, args.precision,
-                                        args.step, args.realtime)))
+                                        args.step, args.realtime, args.faces)))
         return 0
     if args.realtime:
         raise ValueError("--realtime paces a --stream source; add --stream")
     videos = find_videos(args.video)
     if len(videos) == 1 and os.path.samefile(videos[0], args.video):  # one video named: always (re)done
         print(json.dumps(predict_video(videos[0], args.checkpoint, args.out, args.labels, args.batch_size,
-                                       args.precision, args.step)))
+                                       args.precision, args.step, faces=args.faces)))
         return 0
     if args.labels:
         raise ValueError("--labels names the ground truth of one video; give one video with it")
-    results = predict_many(videos, args.checkpoint, args.out, args.batch_size, args.precision, args.step, args.force)
+    results = predict_many(videos, args.checkpoint, args.out, args.batch_size, args.precision, args.step, args.force,
+                           args.faces)
     failed = [r for r in results if r["status"].startswith("failed")]
     print(json.dumps({"summary": os.path.join(args.out, SUMMARY), "videos": len(results),
                       "done": sum(r["status"] == "done" for r in results),

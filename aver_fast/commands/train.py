@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..checkpoint import load_checkpoint, remove_stale, save_run, set_rng_state
 from ..config import PRESETS, TrainConfig, build_model, load_config
 from ..data import AffWild2Dataset, discover, split_videos
+from ..data.faces import FACE_MODES
 from ..features import FeatureDataset
 from ..metrics import CCCLoss, va_ccc
 from ..models import MODELS
@@ -129,8 +130,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, dict]:
         raise ValueError(f"{cfg.data}: {len(names)} videos are too few for a train/val/test split")
     if cfg.features:
         return FeatureDataset(cfg.features, split["train"]), FeatureDataset(cfg.features, split["val"]), split
-    train = AffWild2Dataset(cfg.data, split["train"], cfg.alignment(cfg.train_stride), seed=cfg.seed)
-    val = AffWild2Dataset(cfg.data, split["val"], cfg.alignment(), seed=cfg.seed)
+    train = AffWild2Dataset(cfg.data, split["train"], cfg.alignment(cfg.train_stride), seed=cfg.seed, faces=cfg.faces)
+    val = AffWild2Dataset(cfg.data, split["val"], cfg.alignment(), seed=cfg.seed, faces=cfg.faces)
     return train, val, split
 
 
@@ -337,11 +338,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lstm", action="store_true", help="ablation: TLABs without LSTM")
     p.add_argument("--no-attention", action="store_true", help="ablation: TLABs without attention")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last (bit-exact on CPU)")
+    p.add_argument("--faces", choices=FACE_MODES,
+                   help="auto (default): the dataset's cropped_aligned/ frames when present, else detect and crop "
+                        "the face; detect; none: the frames as found")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TOML file, then ``--set`` overrides, then the explicit flags."""
-    values = dict(data=args.data, out=args.out, features=args.features, fusion=args.fusion, preset=args.preset)
+    values = dict(data=args.data, out=args.out, features=args.features, fusion=args.fusion, preset=args.preset,
+                  faces=args.faces)
     for flag, key in (("no_tcn", "use_tcn"), ("no_lstm", "use_lstm"), ("no_attention", "use_attention")):
         if getattr(args, flag):
             values[key] = False

@@ -5,12 +5,14 @@ from .corrupt import corrupt_dataset
 from .corruptions import PRESETS, TRANSFORMS, Clip, Condition, parse_condition
 from .dataset import AffWild2Dataset, Summary, VideoEntry, discover, read_split_list, split_videos
 from .errors import MediaError
+from .faces import FaceTrack, OnlineFaces, crop_faces, detect_faces, track_faces
 from .media import VideoSource, load_audio, write_video
 from .noise_reduction import spectral_gate
 from .resample import resample
 from .synthetic import make_synthetic
 
-__all__ = ["PRESETS", "TRANSFORMS", "AffWild2Dataset", "AlignmentConfig", "Clip", "Condition", "MediaError",
+__all__ = ["PRESETS", "TRANSFORMS", "AffWild2Dataset", "AlignmentConfig", "Clip", "Condition", "FaceTrack",
+           "MediaError", "OnlineFaces", "crop_faces", "detect_faces", "track_faces",
            "Summary", "VideoEntry", "VideoSource", "corrupt_dataset", "discover", "load_audio", "make_synthetic",
            "parse_condition", "plan_window", "read_split_list", "read_va", "resample", "segment_bounds",
            "spectral_gate", "split_videos", "window_starts", "write_va", "write_video"]

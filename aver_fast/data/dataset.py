@@ -23,6 +23,7 @@ from .alignment import AlignmentConfig, plan_window, segment_bounds, window_star
 from .annotations import INVALID, read_va
 from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
+from .faces import FaceTrack, crop_faces, resolve_faces
 from .media import VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
 from .noise_reduction import spectral_gate
 
@@ -93,13 +94,16 @@ def _inside(annotations_dir: str, name: str) -> str:
 
 def discover(root: str | os.PathLike, names: list[str] | None = None, annotations_dir: str | None = None,
              videos_dir: str | None = None, frames_dir: str | None = None, length_tolerance: int = 0,
-             skip_bad: bool = False, summary: Summary | None = None) -> list[VideoEntry]:
+             skip_bad: bool = False, summary: Summary | None = None, use_frames: bool = True) -> list[VideoEntry]:
     """Find, open and check every annotated video (or the ``names`` given); bad ones raise :class:`MediaError`
-    naming the file and the problem, or with ``skip_bad`` are skipped and listed in ``summary``."""
+    naming the file and the problem, or with ``skip_bad`` are skipped and listed in ``summary``. ``use_frames=False``
+    reads the videos even where ``cropped_aligned/`` frames exist."""
     root = str(root)
     annotations_dir = annotations_dir or os.path.join(root, "annotations")
     videos_dir = videos_dir or os.path.join(root, "videos")
-    if frames_dir is None and os.path.isdir(os.path.join(root, "cropped_aligned")):
+    if not use_frames:
+        frames_dir = None
+    elif frames_dir is None and os.path.isdir(os.path.join(root, "cropped_aligned")):
         frames_dir = os.path.join(root, "cropped_aligned")
     if not os.path.isdir(annotations_dir):
         raise MediaError(annotations_dir, "annotation folder not found")
@@ -168,12 +172,14 @@ class AffWild2Dataset(Dataset):
     def __init__(self, root: str | os.PathLike, videos: list[str] | None = None,
                  config: AlignmentConfig | None = None, condition: Condition | None = None, seed: int = 0,
                  skip_bad: bool = False, length_tolerance: int = 0, audio_cache: int = 4,
-                 entries: list[VideoEntry] | None = None, **dirs) -> None:
+                 entries: list[VideoEntry] | None = None, faces: str = "none", **dirs) -> None:
         self.config = config or AlignmentConfig()
         self.condition, self.seed = condition, seed
         self.summary = Summary()
+        self.faces = resolve_faces(faces, root, dirs.get("frames_dir"))
         self.entries = entries if entries is not None else discover(
-            root, videos, length_tolerance=length_tolerance, skip_bad=skip_bad, summary=self.summary, **dirs)
+            root, videos, length_tolerance=length_tolerance, skip_bad=skip_bad, summary=self.summary,
+            use_frames=self.faces == "none", **dirs)
         if not self.entries:
             raise MediaError(root, "no usable video found" + (f"; skipped:\n{self.summary}" if self.summary.skipped
                                                                else ""))
@@ -189,6 +195,7 @@ class AffWild2Dataset(Dataset):
         self._pid = os.getpid()
         self._sources: dict[int, VideoSource] = {}
         self._audio: collections.OrderedDict = collections.OrderedDict()
+        self._tracks: dict[int, FaceTrack] = {}
 
     @classmethod
     def from_video(cls, path: str, config: AlignmentConfig | None = None, labels: str | None = None,
@@ -223,6 +230,13 @@ class AffWild2Dataset(Dataset):
             self._sources[v] = VideoSource(e.media, fps=e.fps)
         return self._sources[v]
 
+    def _track(self, v: int) -> FaceTrack:
+        """The video's face track (detected once, cached beside the video and in this process)."""
+        if v not in self._tracks:
+            e, source = self.entries[v], self._source(v)
+            self._tracks[v] = FaceTrack.load_or_detect(e.media, source.frames, e.frames, e.fps)
+        return self._tracks[v]
+
     def _wave(self, v: int) -> torch.Tensor:
         if self._pid != os.getpid():
             self._reset_caches()
@@ -241,6 +255,7 @@ class AffWild2Dataset(Dataset):
         frame_idx, ends, inside = plan_window(start, e.frames, cfg)
         unique, inverse = np.unique(frame_idx, return_inverse=True)
         frames = self._source(v).frames(unique)  # (U, H, W, 3) uint8
+        track = self._track(v) if self.faces == "detect" else None
         # the audio of the whole window, by timestamp; then one segment per step
         a0, _ = segment_bounds(int(ends[0]), e.fps, cfg)
         _, a1 = segment_bounds(int(ends[-1]), e.fps, cfg)
@@ -254,10 +269,14 @@ class AffWild2Dataset(Dataset):
             pool = [self._wave(u).numpy() for u in self._babble_sources(v, rng)]
             clip = self.condition(Clip(frames, window_audio.numpy(), cfg.sample_rate, pool), rng)
             frames, window_audio = clip.frames, torch.from_numpy(clip.audio)
+        if track is not None:  # crop after the corruption, which acts on the scene
+            frames = crop_faces(frames, track.boxes[torch.from_numpy(unique)])
         segments = torch.stack([window_audio[segment_bounds(int(j), e.fps, cfg)[0] - a0:
                                              segment_bounds(int(j), e.fps, cfg)[1] - a0] for j in ends])
         labels = e.labels[np.minimum(ends, e.frames - 1)]
         mask = inside & (labels != INVALID).all(axis=1)
+        if track is not None:  # no face at the step's label frame: masked, like an unlabelled frame
+            mask &= track.valid[torch.from_numpy(np.minimum(ends, e.frames - 1))].numpy()
         return {"video": self._video_tensor(frames, inverse.reshape(frame_idx.shape)),
                 "audio": self._audio_tensor(segments), "target": torch.from_numpy(labels.astype(np.float32)),
                 "mask": torch.from_numpy(mask), "video_name": e.name, "start": start}

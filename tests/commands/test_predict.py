@@ -34,7 +34,8 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     shutil.copytree(root / "data" / "videos", videos)
     (videos / "broken.mp4").write_bytes(b"not a video")
     out = tmp_path / "out"
-    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--step", "4"]) == 1
+    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--step", "4",
+                 "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report == {"summary": str(out / "summary.csv"), "videos": 4, "done": 3, "skipped": 0, "failed": 1}
     rows = {r["video"]: r for r in csv.DictReader(open(out / "summary.csv"))}
@@ -46,7 +47,8 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     assert lines[0] == "frame,time_s,valence,arousal" and len(lines) == 151
     stamp = os.path.getmtime(out / "synth_000.csv")
     os.remove(out / "synth_001.csv")  # as if interrupted there
-    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), "--step", "4"]) == 1
+    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), "--step", "4",
+                 "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["done"], report["skipped"], report["failed"]) == (1, 2, 1)
     assert os.path.getmtime(out / "synth_000.csv") == stamp, "complete outputs are not redone"
@@ -107,3 +109,28 @@ def test_bad_requests(setup, tmp_path, capsys):
     assert "--realtime paces a --stream source" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.mp4"), "--checkpoint", ckpt, "--stream"]) == 2
     assert "missing.mp4" in capsys.readouterr().err
+
+
+def test_own_video_with_a_face_is_cropped_tracked_and_masked(setup, tmp_path, capsys, monkeypatch):
+    """A real face (scikit-image's astronaut) moving over a background, absent for 8 frames (bridged) and for the
+    last 30 (masked: no prediction), through predict --faces detect; the track is cached beside the video."""
+    import numpy as np
+
+    from aver_fast.data import faces, write_video
+    from tests.data._faces import composite
+
+    _, ckpt = setup
+    frames, truth = composite(frames=150, absent=((30, 38), (120, 150)))
+    t = np.arange(int(5.0 * 16000)) / 16000
+    path = str(tmp_path / "me.mp4")
+    write_video(path, frames, 30.0, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "out"), "--step", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames_without_face"] == 30
+    rows = [r.split(",") for r in (tmp_path / "out" / "me.csv").read_text().splitlines()[1:]]
+    missing = [i for i, r in enumerate(rows) if r[2] == "nan"]
+    assert missing == list(range(120, 150)), "exactly the long gap has no prediction"
+    assert (tmp_path / "me.faces.npz").is_file()
+    monkeypatch.setattr(faces, "detect_faces", lambda *_: pytest.fail("detected again"))
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--step", "4"]) == 0
+    assert (tmp_path / "again" / "me.csv").read_text() == (tmp_path / "out" / "me.csv").read_text()
