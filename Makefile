@@ -22,7 +22,8 @@ $(BIN)/python:
 $(VENV)/.deps: $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow safetensors tqdm matplotlib ninja \
-	    build pytest pytest-benchmark hypothesis scipy torchvision==0.29.1 onnx onnxscript onnxruntime
+	    "opencv-python-headless<5" build pytest pytest-benchmark hypothesis scipy scikit-image torchvision==0.29.1 \
+	    onnx onnxscript onnxruntime
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(EXT_SOURCES)

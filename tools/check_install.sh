@@ -4,8 +4,9 @@
 #   1. an sdist built in a bare venv (setuptools only, no torch), then installed (compiled) into a fresh venv;
 #   2. a wheel built against .venv's torch, installed into a fresh venv.
 # In each venv, from another directory: aver-fast --version and --help, every subpackage imports, make-synthetic
-# writes one short video, tlab_attention(backend="cpp") equals the reference. Then a clean source tree must not
-# shadow the installed package silently: importing it from there names the problem and the fix.
+# writes one short video, tlab_attention(backend="cpp") equals the reference, OpenCV's face cascade is there.
+# Then a clean source tree must not shadow the installed package silently: importing it from there names the
+# problem and the fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -54,7 +55,10 @@ for name in mods:
 q, k, v = (torch.randn(2, 3, 17, 24, dtype=torch.float64) for _ in range(3))
 err = (aver_fast.tlab_attention(q, k, v, backend="cpp") - aver_fast.ops.tlab_attention_ref(q, k, v)).abs().max()
 assert err < 1e-10, err
-print(f"imported {len(mods)} modules from {os.path.dirname(aver_fast.__file__)}; cpp parity {err:.1e}")
+from aver_fast.data import faces
+faces._cascade()  # the installed OpenCV ships the face detector's cascade
+print(f"imported {len(mods)} modules from {os.path.dirname(aver_fast.__file__)}; cpp parity {err:.1e}; "
+      "face cascade ok")
 EOF
   )
 }

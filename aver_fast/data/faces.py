@@ -30,8 +30,8 @@ def _cascade():
     try:
         import cv2
     except ImportError:
-        raise ValueError("face detection needs OpenCV: pip install 'aver-fast[faces]' "
-                         "(opencv-python-headless<5, whose wheels ship the Haar cascades)") from None
+        raise ValueError("face detection needs OpenCV: pip install 'opencv-python-headless<5' (the 5.x wheels "
+                         "no longer ship the Haar cascades)") from None
     path = os.path.join(cv2.data.haarcascades, CASCADE)
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
