@@ -65,7 +65,7 @@ class FramePredictor:
             raise ValueError(f"fps must be positive, got {fps}")
         self.model, self.cfg, self.fps, self.step, self.batch_size = model, cfg, float(fps), step, batch_size
         self.faces = faces
-        self._valid: list[bool] = []  # per frame received: has a face (always True without faces)
+        self._valid: dict[int, bool] = {}  # frames received and not yet written: has a face (True without faces)
         self._context = precision_context(model, precision)  # outside inference mode (it may move the weights)
         self.first_output = cfg.window - 1
         self.backbone_calls = 0
@@ -91,11 +91,10 @@ class FramePredictor:
         if frames is not None and len(frames):
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
                 raise ValueError(f"frames must be uint8 (k, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
+            valid = np.ones(len(frames), dtype=bool)
             if self.faces is not None:
                 frames, valid = self.faces.process(frames, self._n)
-                self._valid += [bool(v) for v in valid]
-            else:
-                self._valid += [True] * len(frames)
+            self._valid.update({self._n + i: bool(v) for i, v in enumerate(valid)})
             x = resize_frames(frames, self.cfg)
             for i in range(x.shape[0]):
                 self._frames[self._n + i] = x[i]
@@ -200,7 +199,7 @@ class FramePredictor:
         rows = []
         latency = now - arrived if arrived is not None else 0.0
         while self._emitted <= frame and va is not None:
-            v, a = (float(va[0]), float(va[1])) if self._valid[self._emitted] else (float("nan"), float("nan"))
+            v, a = (float(va[0]), float(va[1])) if self._valid.pop(self._emitted) else (float("nan"), float("nan"))
             rows.append(Row(self._emitted, self._emitted / self.fps, v, a, latency))
             self._emitted += 1
         return rows

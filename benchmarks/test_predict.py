@@ -1,22 +1,24 @@
 """`pytest benchmarks -k predict`: end-to-end `predict` speed on the CPU at paper size (R(2+1)D-18 + ResNet18 + the
-fusion, 16 x 8 frames at 112 px per 512-frame window), in video seconds per wall second: 0.1's path (fp32,
-contiguous weights, no_grad), fp32 now (channels-last 3-D, inference_mode) and bf16 autocast (native bfloat16
-CPUs only). Decoding the synthetic mp4 is included, as a user meets it."""
+fusion, 16 x 8 frames at 112 px per 512-frame window), in video seconds per wall second, decoding the synthetic
+mp4 included: 0.1's path (one prediction per 32 frames, fp32, contiguous weights, no_grad), and frame-level
+predict now (`--step 32` and `--step 4`, fp32 and bf16 autocast on native-bfloat16 CPUs). And the face stage
+(detection, tracking, crops) in frames per second."""
 import pytest
 import torch
 
 from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
-from aver_fast.inference import cpu_has_native_bf16, predict_frames
 from aver_fast.models import AVER, AVERConfig
+from aver_fast.models.precision import cpu_has_native_bf16
+from aver_fast.streaming import predict_file
 
-SECONDS = 20.0  # two paper windows at 30 fps
+SECONDS = 20.0  # 600 frames at 30 fps
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def video(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("bench_predict"))
     make_synthetic(root, videos=1, seed=0, seconds=SECONDS, size=112)
-    return AffWild2Dataset(root, config=AlignmentConfig())
+    return root, f"{root}/videos/synth_000.mp4"
 
 
 def _old_path(model, ds):
@@ -26,22 +28,38 @@ def _old_path(model, ds):
             model(item["video"][None], item["audio"][None])
 
 
-@pytest.mark.parametrize("mode", ["0.1-fp32", "fp32", "bf16"])
-def test_predict_video_seconds_per_second(benchmark, dataset, mode):
-    if mode == "bf16" and not cpu_has_native_bf16():
+@pytest.mark.parametrize("mode", ["0.1-fp32", "fp32-step32", "bf16-step32", "fp32-step4", "bf16-step4"])
+def test_predict_video_seconds_per_second(benchmark, video, mode):
+    root, path = video
+    precision, _, step = mode.partition("-step")
+    if precision == "bf16" and not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16 (AVX512-BF16 or AMX): predict would run fp32")
     torch.manual_seed(0)
     model = AVER(AVERConfig.paper()).eval()
     if mode == "0.1-fp32":
-        run = lambda: _old_path(model, dataset)  # noqa: E731
+        ds = AffWild2Dataset(root, config=AlignmentConfig())
+        run = lambda: _old_path(model, ds)  # noqa: E731
     else:
-        run = lambda: predict_frames(model, dataset, batch_size=1, precision=mode)  # noqa: E731
-    benchmark.group = "predict: paper preset, CPU, whole video"
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    seconds = dataset.entries[0].frames / dataset.entries[0].fps
-    benchmark.extra_info["video s per wall s"] = round(seconds / benchmark.stats.stats.median, 2)
+        run = lambda: predict_file(model, path, AlignmentConfig(), int(step), 2, precision, "none")  # noqa: E731
+    benchmark.group = "predict: paper preset, CPU, a 20 s video"
+    benchmark.pedantic(run, rounds=1 if step == "4" else 3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["video s per wall s"] = round(SECONDS / benchmark.stats.stats.median, 2)
     benchmark.extra_info["threads"] = torch.get_num_threads()
-    if mode == "bf16":
-        fp32 = next(iter(predict_frames(model, dataset, batch_size=1).values()))["frames"]
-        bf16 = next(iter(predict_frames(model, dataset, batch_size=1, precision="bf16").values()))["frames"]
-        benchmark.extra_info["max |bf16 - fp32|"] = float((bf16 - fp32).abs().max())
+    if mode == "bf16-step32":
+        fp32 = predict_file(model, path, AlignmentConfig(), 32, 2, "fp32", "none")[0]
+        bf16 = predict_file(model, path, AlignmentConfig(), 32, 2, "bf16", "none")[0]
+        benchmark.extra_info["max |bf16 - fp32|"] = round(float((bf16 - fp32).abs().max()), 5)
+
+
+@pytest.mark.parametrize("size", [(240, 320), (480, 640)], ids=["320x240", "640x480"])
+def test_face_stage_frames_per_second(benchmark, size):
+    from aver_fast.data.faces import crop_faces, detect_faces, track_faces
+    from tests.data._faces import composite
+
+    frames, _ = composite(frames=60, height=size[0], width=size[1])
+
+    def stage():
+        return crop_faces(frames, track_faces(detect_faces(frames), 30.0))
+    benchmark.group = "faces: detect + track + crop"
+    benchmark.pedantic(stage, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["frames/s"] = round(len(frames) / benchmark.stats.stats.median, 1)
