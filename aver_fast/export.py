@@ -76,7 +76,7 @@ def export_model(model: AVModel, path: str, format: str = "onnx", features: bool
                 __import__(package)
             except ImportError:
                 raise ValueError(f"ONNX export needs the {package} package: pip install 'aver-fast[export]'") from None
-    model = model.float().cpu().eval()
+    model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its device, dtype and mode
     module = _Features(model) if features else model
     inputs = example_inputs(model, features)
     batch = torch.export.Dim("batch", min=1, max=4096)
