@@ -8,6 +8,7 @@ one face per video (the most persistent track), smooths it, holds it over short 
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ FACE_MODES = ("auto", "detect", "none")
 CACHE_VERSION = 1
 
 
+@functools.cache
 def _cascade():
+    """OpenCV and the loaded cascade (once per process)."""
     try:
         import cv2
     except ImportError:
