@@ -131,6 +131,11 @@ def test_own_video_with_a_face_is_cropped_tracked_and_masked(setup, tmp_path, ca
     missing = [i for i, r in enumerate(rows) if r[2] == "nan"]
     assert missing == list(range(120, 150)), "exactly the long gap has no prediction"
     assert (tmp_path / "me.faces.npz").is_file()
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "live"), "--step", "4",
+                 "--stream"]) == 0  # a live source: causal tracking, the face held 0.5 s, then masked
+    capsys.readouterr()
+    live = [r.split(",") for r in (tmp_path / "live" / "me.csv").read_text().splitlines()[1:]]
+    assert len(live) == 150 and all(r[2] != "nan" for r in live[:120]) and all(r[2] == "nan" for r in live[138:])
     monkeypatch.setattr(faces, "detect_faces", lambda *_: pytest.fail("detected again"))
     assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--step", "4"]) == 0
     assert (tmp_path / "again" / "me.csv").read_text() == (tmp_path / "out" / "me.csv").read_text()

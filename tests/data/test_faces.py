@@ -112,3 +112,15 @@ def test_dataset_detect_crops_and_masks_steps_without_a_face(clip, tmp_path):
     assert resolve_faces("auto", str(tmp_path)) == "none"
     with pytest.raises(ValueError, match="faces must be one of"):
         resolve_faces("maybe", str(tmp_path))
+
+
+def test_online_faces_are_causal_held_then_masked(clip):
+    from aver_fast.data.faces import OnlineFaces
+
+    video, truth = clip  # no face in 30-37 and 60-89
+    online = OnlineFaces(fps=30.0)
+    crops, valid = zip(*(online.process(video[t:t + 1], t) for t in range(90)), strict=True)
+    valid = np.concatenate(valid)
+    assert np.concatenate(crops).shape == (90, 112, 112, 3)
+    assert valid[:60].all(), "the 8-frame gap is held"
+    assert not valid[60 + 15 + 3:].any(), "masked once the face has been gone for over 0.5 s"
