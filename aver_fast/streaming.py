@@ -208,7 +208,7 @@ class FramePredictor:
         """Drop frames, audio and features no future sub-sequence or window needs."""
         cfg = self.cfg
         keep_frames = min(self._next_end, self._n) - cfg.subseq  # the next sub-sequence's first frame
-        for i in [i for i in self._frames if i < keep_frames and i < self._n - cfg.subseq]:
+        for i in [i for i in self._frames if i < keep_frames]:
             del self._frames[i]
         oldest_end = self._next_output - cfg.subseq * (cfg.steps - 1)
         if self._n > self.first_output:
@@ -247,15 +247,13 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     (crops of the tracked face, cached beside the video), ``none`` (whole frames) or ``auto`` (``none`` for frame
     folders and synthetic datasets, whose frames are faces already; else ``detect``); ``on_rows`` sees the rows as
     they become final."""
-    from .data.faces import FaceTrack, frames_are_faces, resolve_faces
+    from .data.faces import FaceTrack, video_faces
     from .data.media import VideoSource
 
-    resolve_faces(faces, None)  # validates
-    if faces == "auto":
-        faces = "none" if frames_are_faces(path) else "detect"
+    detect = video_faces(faces, path) == "detect"
     fps, n, chunks = iter_file(path, cfg)
     track = None
-    if faces == "detect":
+    if detect:
         source = VideoSource(path)
         track = FaceTrack.load_or_detect(path, source.frames, n, fps)
         if not track.valid.any():

@@ -74,22 +74,22 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     import torch
 
     from ..config import TrainConfig
-    from ..data import read_va
+    from ..data import VideoSource, read_va
     from ..inference import load_model
     from ..plots import plot
     from ..streaming import predict_file
 
+    gt = None
+    if labels:  # checked before any work
+        gt = torch.from_numpy(np.asarray(read_va(labels), dtype=np.float32))
+        if gt.shape[0] != len(VideoSource(video)):
+            raise MediaError(labels, f"has {gt.shape[0]} frames but {video} has {len(VideoSource(video))}")
     model, state = loaded or load_model(checkpoint)
     cfg = TrainConfig(**state["config"])
     t0 = time.perf_counter()
     frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision, faces,
                                      on_rows=(lambda rows: progress(len(rows))) if progress else None)
     wall = time.perf_counter() - t0
-    gt = None
-    if labels:
-        gt = torch.from_numpy(np.asarray(read_va(labels), dtype=np.float32))
-        if gt.shape[0] != frames.shape[0]:
-            raise MediaError(labels, f"has {gt.shape[0]} frames but {video} has {frames.shape[0]}")
     os.makedirs(out, exist_ok=True)
     name = _name(video)
     csv_path = os.path.join(out, f"{name}.csv")
@@ -165,15 +165,14 @@ def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, 
     """Rows ``frame,time_s,valence,arousal,latency_s`` appended to ``out/<name>.csv`` (flushed) as each becomes
     known; returns the latency statistics."""
     from ..config import TrainConfig
-    from ..data.faces import OnlineFaces, frames_are_faces, resolve_faces
+    from ..data.faces import OnlineFaces, video_faces
     from ..inference import load_model
     from ..streaming import FramePredictor, iter_stream
 
     model, state = load_model(checkpoint)
     cfg = TrainConfig(**state["config"]).alignment()
     fps, items = iter_stream(source, cfg, realtime)
-    resolve_faces(faces, None)  # validates
-    detect = faces == "detect" or (faces == "auto" and not (os.path.exists(source) and frames_are_faces(source)))
+    detect = video_faces(faces, source) == "detect"
     predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, OnlineFaces(fps) if detect else None)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")

@@ -225,11 +225,23 @@ def frames_are_faces(path: str) -> bool:
 def resolve_faces(mode: str, root, frames_dir: str | None = None) -> str:
     """``auto``/``detect``/``none`` for a dataset at ``root`` -> ``detect`` or ``none``: ``auto`` uses its
     ``cropped_aligned/`` frames when present (or frames that are faces already), else detects."""
-    if mode not in FACE_MODES:
-        raise ValueError(f"faces must be one of {FACE_MODES}, got {mode!r}")
-    if mode != "auto":
+    if _check_mode(mode) != "auto":
         return mode
     if root is None:
         return "none"
     crops = frames_dir or os.path.join(str(root), "cropped_aligned")
     return "none" if os.path.isdir(crops) or frames_are_faces(str(root)) else "detect"
+
+
+def video_faces(mode: str, source: str) -> str:
+    """``auto``/``detect``/``none`` for one video or live source -> ``detect`` or ``none``: ``auto`` is ``none``
+    where the frames are faces already (a frame folder, a synthetic dataset's video), else ``detect``."""
+    if _check_mode(mode) != "auto":
+        return mode
+    return "none" if os.path.exists(source) and frames_are_faces(source) else "detect"
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in FACE_MODES:
+        raise ValueError(f"faces must be one of {FACE_MODES}, got {mode!r}")
+    return mode
