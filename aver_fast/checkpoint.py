@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import glob
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import stat
 import uuid
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,12 @@ MANIFEST = "manifest.json"
 FILES = ("model.safetensors", "state.safetensors", "meta.json")
 TRUST_PICKLE_ENV = "AVER_FAST_TRUST_PICKLE"
 _TMP = ".tmp-"  # prefix (directories) and infix (links, legacy files) of a save in progress
+LOG = "log.jsonl"  # the run's log, appended to by train
+LINKS = ("last", "best")  # the checkpoint links of a run
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few hundred bytes; anything larger is not one
+# what save_checkpoint creates, and so all that remove_stale may delete: directories in the store, link temporaries
+_OWN_DIR = re.compile(r"^(\.tmp-)?[\w.-]+-[0-9a-f]{12}$")
+_OWN_LINK_TMP = re.compile(r"^[\w.-]+\.tmp-\d+$")
 
 
 class CheckpointError(ValueError):
@@ -100,6 +107,47 @@ def _decode(obj, tensors: dict):
     return {k: _decode(v, tensors) for k, v in obj.items()}
 
 
+# ------------------------------------------------------------------------------------------------- ownership
+def _store(run: str) -> str:
+    """The run's own checkpoint store ``RUN/.checkpoints`` (real path); a store that is a link or not a folder is
+    refused, so two runs can never share (and wipe) one."""
+    store = os.path.join(run, STORE)
+    if os.path.islink(store) or (os.path.lexists(store) and not os.path.isdir(store)):
+        raise CheckpointError(f"{store} is not a folder of this run (a link or a file): aver_fast deletes only "
+                              f"inside its own checkpoint store; move it away or use another output folder")
+    return os.path.join(os.path.realpath(run), STORE)
+
+
+def _owned(run: str, target: str) -> bool:
+    """Whether ``target`` (resolved) is a checkpoint directory directly inside ``run``'s own store."""
+    return os.path.dirname(os.path.realpath(target)) == _store(run)
+
+
+def check_link(path: str) -> None:
+    """Refuse, in one line, to replace ``path`` (``RUN/last``, ``RUN/best``) unless it is absent or a link into
+    the run's own store: a folder, a file, or a link elsewhere is never replaced (nor what it points at deleted)."""
+    path = os.path.abspath(path)
+    run = os.path.dirname(path)
+    if not os.path.lexists(path):
+        return
+    if not os.path.islink(path):
+        raise CheckpointError(f"{path} exists and is not a checkpoint link; move it away or save elsewhere")
+    if not _owned(run, path):
+        raise CheckpointError(f"{path} is a link to {os.readlink(path)}, outside {os.path.join(run, STORE)}: "
+                              f"aver_fast replaces only its own checkpoint links; move it away or save elsewhere")
+
+
+def check_run(run: str, links: tuple[str, ...] = LINKS) -> None:
+    """Everything a training run will write in ``run`` is its own to write (call before any work): the store is a
+    folder of the run, ``last``/``best`` are absent or links into it, the log is absent or a regular file."""
+    _store(run)
+    for name in links:
+        check_link(os.path.join(run, name))
+    log = os.path.join(run, LOG)
+    if os.path.islink(log) or (os.path.lexists(log) and not os.path.isfile(log)):
+        raise CheckpointError(f"{log} is not a regular file of this run (a link or a folder); move it away")
+
+
 # ------------------------------------------------------------------------------------------------------- saving
 def _mount_point(path: str) -> str:
     path = os.path.realpath(path)
@@ -150,8 +198,8 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
     """
     path = os.path.abspath(path)
     run, name = os.path.split(path)
-    if os.path.exists(path) and not os.path.islink(path):
-        raise CheckpointError(f"{path} exists and is not a checkpoint link; move it away or save elsewhere")
+    check_link(path)
+    _store(run)  # never write into (or later clean) a store shared through a link
     store = os.path.join(run, STORE)
     ckpt_id = uuid.uuid4().hex[:12]
     tmp = os.path.join(store, f"{_TMP}{name}-{os.getpid()}-{ckpt_id}")
@@ -167,7 +215,8 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
             "state.safetensors": save_tensors(tensors),
             "meta.json": json.dumps(meta).encode(),
         }
-        manifest = {"format": FORMAT, "files": {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()}}
+        manifest = {"format": FORMAT, "files": {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()},
+                    "sizes": {f: len(b) for f, b in blobs.items()}}
         blobs[MANIFEST] = json.dumps(manifest, indent=1).encode()
         for fname, data in blobs.items():
             current = os.path.join(tmp, fname)
@@ -177,7 +226,7 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
         os.rename(tmp, final)
         _fsync_dir(store)
         current = path
-        old = os.path.realpath(path) if os.path.islink(path) else None
+        old = os.path.realpath(path) if os.path.islink(path) and _owned(run, path) else None
         _switch_link(path, os.path.join(STORE, os.path.basename(final)))
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -186,7 +235,7 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
         if e.errno == errno.ENOSPC:
             raise CheckpointError(f"no space left on device {_mount_point(run)} while writing {current}") from None
         raise CheckpointError(f"cannot write checkpoint file {current}: {e.strerror or e}") from None
-    if old and old not in _referenced(run):
+    if old and old not in _referenced(run) and _owned(run, old):
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -204,20 +253,23 @@ def save_run(path: str, model: torch.nn.Module, config: TrainConfig, split: dict
 
 def remove_stale(run: str) -> list[str]:
     """Remove what interrupted saves left in ``run``: temporary directories, links and files, and checkpoint
-    directories no link points at. Returns the removed paths. Call it when no other process saves there."""
+    directories no link points at. Only what :func:`save_checkpoint` creates is touched: real directories named as
+    it names them inside the run's own store (never a link, nor anything a link leads to) and its link temporaries.
+    Returns the removed paths. Call it when no other process saves there."""
     if not os.path.isdir(run):
         return []
     removed = []
-    store = os.path.join(run, STORE)
+    store = _store(run)
     referenced = _referenced(run)
-    for entry in sorted(os.path.join(store, e) for e in (os.listdir(store) if os.path.isdir(store) else [])):
-        if os.path.realpath(entry) not in referenced:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    for entry in glob.glob(os.path.join(run, f"*{_TMP}*")):  # link temporaries, 0.1-format file temporaries
-        if os.path.islink(entry) or os.path.isfile(entry):
-            os.remove(entry)
-            removed.append(entry)
+    for entry in sorted(os.scandir(store), key=lambda e: e.name) if os.path.isdir(store) else []:
+        if (entry.is_dir(follow_symlinks=False) and _OWN_DIR.match(entry.name)
+                and os.path.join(store, entry.name) not in referenced):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    for entry in os.scandir(run):  # link temporaries of an interrupted _switch_link
+        if entry.is_symlink() and _OWN_LINK_TMP.match(entry.name):
+            os.remove(entry.path)
+            removed.append(entry.path)
     return removed
 
 
@@ -230,24 +282,42 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _regular(path: str, size: int | None, limit: int | None = None) -> None:
+    """``path`` is (or links to) a regular file of the expected ``size`` (or at most ``limit`` bytes), checked
+    before it is opened: a device, a FIFO or a wrong size would hang or flood the reader."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a device, FIFO or folder): damaged checkpoint")
+    if size is not None and st.st_size != size:
+        raise CheckpointError(f"{path} is damaged: {st.st_size} bytes where {MANIFEST} records {size}")
+    if limit is not None and st.st_size > limit:
+        raise CheckpointError(f"{path} is damaged: {st.st_size} bytes, far larger than a {MANIFEST}")
+
+
 def _verify(directory: str) -> None:
     """Check ``directory``'s manifest and every file's checksum (streamed: a large checkpoint is never held twice
     in memory); raise :class:`CheckpointError` naming the first damaged or missing file."""
     mpath = os.path.join(directory, MANIFEST)
+    if not os.path.lexists(mpath):
+        raise CheckpointError(f"{directory} is not a checkpoint: {MANIFEST} not found")
+    _regular(mpath, None, MAX_MANIFEST_BYTES)
     try:
         with open(mpath, "rb") as f:
-            manifest = json.loads(f.read())
-        files = manifest["files"]
-        assert isinstance(files, dict) and manifest["format"] == FORMAT
-    except FileNotFoundError:
-        raise CheckpointError(f"{directory} is not a checkpoint: {MANIFEST} not found") from None
-    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+            manifest = json.loads(f.read(MAX_MANIFEST_BYTES + 1))
+        files, sizes = manifest["files"], manifest.get("sizes", {})
+        assert isinstance(files, dict) and isinstance(sizes, dict) and manifest["format"] == FORMAT
+        assert all(isinstance(v, str) for v in files.values()) and all(type(v) is int for v in sizes.values())
+    except (ValueError, KeyError, TypeError, AssertionError, UnicodeDecodeError, RecursionError):
         raise CheckpointError(f"{mpath} is damaged or of an unknown format (format {FORMAT} expected)") from None
     missing = [f for f in FILES if f not in files]
     if missing:
         raise CheckpointError(f"{mpath} does not list {missing}: damaged checkpoint")
     for fname in FILES:
         fpath = os.path.join(directory, fname)
+        _regular(fpath, sizes.get(fname))
         try:
             digest = _sha256(fpath)
         except OSError as e:
@@ -279,6 +349,18 @@ def _load_legacy(prefix: str) -> tuple[dict, dict]:
     if not isinstance(state, dict) or wid != state.get("id"):
         raise CheckpointError(f"{wpath} and {spath} are from different saves (interrupted write?)")
     return weights, state
+
+
+def checkpoint_digest(path: str) -> str:
+    """What identifies the checkpoint ``path`` (``RUN/best``, a directory): the SHA-256 of its manifest, which holds
+    the SHA-256 of every file (0.1 format: of its weights file). Outputs record it to say which model made them."""
+    path = str(path).rstrip(os.sep)
+    target = os.path.join(path, MANIFEST) if os.path.isdir(path) else path + ".safetensors"
+    try:
+        _regular(target, None)
+        return _sha256(target)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint file {target}: {e.strerror or e}") from None
 
 
 def load_checkpoint(path: str) -> tuple[dict, dict]:

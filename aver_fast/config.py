@@ -3,6 +3,7 @@ feeds it), :class:`TrainConfig` with its TOML/``key=value`` loading, and the con
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class TrainConfig:
     faces: str = "auto"  # "auto" (cropped_aligned/ when present, else detect), "detect" or "none" (frames as found)
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # types first: "false" is not False, 1.9 is not an epoch count
+            setattr(self, f.name, _typed(f, getattr(self, f.name)))
         if self.fusion not in MODELS:
             raise ValueError(f"fusion must be one of {sorted(MODELS)}, got {self.fusion!r}")
         if self.preset not in PRESETS:
@@ -79,9 +82,31 @@ class TrainConfig:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {self.faces!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
-        for name in ("epochs", "batch_size", "train_stride"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, low in _AT_LEAST.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.lr_decay > 0:
+            raise ValueError(f"lr_decay must be > 0, got {self.lr_decay}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be 'auto' or a torch device ('cpu', 'cuda', 'cuda:1'), got "
+                                 f"{self.device!r}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        """The config a checkpoint records, validated like a TOML file (unknown keys and wrong types are errors,
+        raised as ValueError starting with ``where``)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: a run's config must be a table of settings, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{where}: unknown config keys {unknown}")
+        try:
+            return cls(**d)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def model_config(self, freeze_backbones: bool = False) -> AVERConfig:
         """The preset with the ablation flags; backbones frozen when training on cached features (or asked)."""
@@ -99,13 +124,41 @@ class TrainConfig:
         return dataclasses.replace(cfg, window_stride=stride or cfg.window)
 
 
+# lower bounds of the numeric settings (lr_decay: > 0, checked apart)
+_AT_LEAST = {"lr": 0, "epochs": 1, "batch_size": 1, "train_stride": 1, "lr_decay_every": 1, "lr_decay_start": 0,
+             "weight_decay": 0, "seed": 0, "split_seed": 0, "num_workers": 0, "max_batches": 0}
+
+
+def _kind(field: dataclasses.Field) -> str:
+    return field.type if isinstance(field.type, str) else field.type.__name__
+
+
+def _typed(field: dataclasses.Field, value):
+    """``value`` as the setting's type, or a ValueError naming the key, the value and the type it takes (no
+    conversion from another type: a TOML string "false" is not the boolean false)."""
+    kind = _kind(field)
+    ok = {"bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+          "str": isinstance(value, str)}[kind]
+    if not ok:
+        takes = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}[kind]
+        raise ValueError(f"{field.name} takes {takes}, got {value!r} ({type(value).__name__})")
+    return float(value) if kind == "float" else value
+
+
 def _parse_value(field: dataclasses.Field, text: str):
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    """A ``--set key=value`` text as the setting's type."""
+    kind = _kind(field)
     if kind == "bool":
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{field.name} takes true/false, got {text!r}")
         return text.lower() in ("true", "1")
-    return {"int": int, "float": float}.get(kind, str)(text)
+    try:
+        return {"int": int, "float": float}.get(kind, str)(text)
+    except ValueError:
+        takes = {"int": "an integer", "float": "a number"}[kind]
+        raise ValueError(f"{field.name} takes {takes}, got {text!r}") from None
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None, **values) -> TrainConfig:
@@ -119,8 +172,11 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, **v
             import tomli as tomllib
         if not os.path.isfile(path):
             raise ValueError(f"config file not found: {path}")
-        with open(path, "rb") as f:
-            merged.update(tomllib.load(f))
+        try:
+            with open(path, "rb") as f:
+                merged.update(tomllib.load(f))
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML ({e})") from None
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or key not in fields:

@@ -36,6 +36,21 @@ class _Features(nn.Module):
         return self.model.forward_features(v_feat, a_feat)
 
 
+class _KeepNaN(nn.Module):
+    """``module``'s output, NaN for every item whose inputs hold a NaN or an infinity, as in PyTorch: runtimes
+    implement ReLU and max-pooling with instructions that drop NaN (onnxruntime returns finite scores for an
+    all-NaN video), so the exported graph states the rule itself. Inputs and output are batch-first."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        out = self.module(first, second)
+        bad = ~(torch.isfinite(first).flatten(1).all(dim=1) & torch.isfinite(second).flatten(1).all(dim=1))
+        return torch.where(bad.view(-1, *([1] * (out.dim() - 1))), torch.full_like(out, float("nan")), out)
+
+
 @dataclass
 class Exported:
     """What :func:`export_model` wrote: the file, its format and its inputs (name -> shape, ``B`` = any batch)."""
@@ -76,14 +91,20 @@ def export_model(model: AVModel, path: str, format: str = "onnx", features: bool
                 __import__(package)
             except ImportError:
                 raise ValueError(f"ONNX export needs the {package} package: pip install 'aver-fast[export]'") from None
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder: name the file to write")
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp{os.getpid()}.{os.path.basename(path)}")
+    try:  # the destination is checked before the export's work (a missing folder, a read-only one)
+        open(tmp, "wb").close()
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path} ({e.strerror})") from None
     model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its device, dtype and mode
-    module = _Features(model) if features else model
+    module = _KeepNaN(_Features(model) if features else model)
     inputs = example_inputs(model, features)
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = tuple({0: batch} for _ in inputs)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp{os.getpid()}.{os.path.basename(path)}")
     try:
         with using_backend("reference"), torch.no_grad(), warnings.catch_warnings():
             # PyTorch's own notes while tracing (nn.LSTM's internal weight list, deprecations inside torch)
@@ -108,7 +129,11 @@ def export_model(model: AVModel, path: str, format: str = "onnx", features: bool
 
 def run_exported(path: str, format: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Run an exported file on ``inputs`` (name -> tensor) as a deployment would: onnxruntime on the CPU, or the
-    loaded ExportedProgram's module."""
+    loaded ExportedProgram's module. Exported files take a batch of at least one (onnxruntime aborts the whole
+    process on an empty batch), so an empty one is refused here."""
+    empty = [k for k, v in inputs.items() if v.shape[0] == 0]
+    if empty:
+        raise ValueError(f"input {empty[0]} has an empty batch: exported files need at least one item")
     if format == "onnx":
         import onnxruntime
 

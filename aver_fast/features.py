@@ -60,23 +60,50 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
     return index
 
 
+KINDS = ("video", "audio", "target", "mask")  # the arrays cached per video: <video>.<kind>.npy
+
+
 class FeatureDataset(Dataset):
-    """Windows of cached backbone features (``aver-fast extract-features``), memory-mapped per video."""
+    """Windows of cached backbone features (``aver-fast extract-features``), memory-mapped per video. The index and
+    every array's header are checked when the dataset is made (each array holds the index's count of windows, the
+    videos agree on shapes), so a damaged cache fails before training, naming the file."""
 
     def __init__(self, root: str, videos: list[str]) -> None:
         self.root = root
-        with open(os.path.join(root, "index.json")) as f:
-            index = json.load(f)
-        missing = sorted(set(videos) - set(index["videos"]))
+        index_path = os.path.join(root, "index.json")
+        try:
+            with open(index_path) as f:
+                index = json.load(f)
+            counts = index["videos"]
+            assert isinstance(counts, dict) and all(type(n) is int and n >= 0 for n in counts.values())
+        except FileNotFoundError:
+            raise ValueError(f"{index_path} not found: run aver-fast extract-features first") from None
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
+            raise ValueError(f"{index_path} is damaged (expected {{\"videos\": {{name: windows}}}})") from None
+        missing = sorted(set(videos) - set(counts))
         if missing:
             raise ValueError(f"{root}: no cached features for {missing} (run aver-fast extract-features)")
-        self.index = [(v, w) for v in videos for w in range(index["videos"][v])]
         self._maps: dict = {}
+        shapes: dict[str, tuple] = {}
+        for v in videos:
+            for kind, arr in self._arrays(v).items():
+                path = os.path.join(root, f"{v}.{kind}.npy")
+                if arr.shape[0] != counts[v]:
+                    raise ValueError(f"{path} holds {arr.shape[0]} windows but {index_path} says {counts[v]}")
+                if shapes.setdefault(kind, arr.shape[1:]) != arr.shape[1:]:
+                    raise ValueError(f"{path} has windows of shape {arr.shape[1:]}, other videos {shapes[kind]}")
+        self.index = [(v, w) for v in videos for w in range(counts[v])]
 
     def _arrays(self, video: str):
         if video not in self._maps:
-            self._maps[video] = {k: np.load(os.path.join(self.root, f"{video}.{k}.npy"), mmap_mode="r")
-                                 for k in ("video", "audio", "target", "mask")}
+            maps = {}
+            for kind in KINDS:
+                path = os.path.join(self.root, f"{video}.{kind}.npy")
+                try:
+                    maps[kind] = np.load(path, mmap_mode="r", allow_pickle=False)
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"{path}: cannot read cached features ({e})") from None
+            self._maps[video] = maps
         return self._maps[video]
 
     def __len__(self) -> int:
@@ -85,5 +112,4 @@ class FeatureDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         video, w = self.index[i]
         arrays = self._arrays(video)
-        return {k: torch.from_numpy(np.array(arrays[k][w])) for k in ("video", "audio", "target", "mask")} | {
-            "video_name": video}
+        return {k: torch.from_numpy(np.array(arrays[k][w])) for k in KINDS} | {"video_name": video}

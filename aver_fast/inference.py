@@ -20,10 +20,21 @@ def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
     weights, state = load_checkpoint(prefix)
     try:
         fusion, config = state["arch"]
-        model = MODELS[fusion](AVERConfig.from_dict(config))
-    except (KeyError, TypeError, ValueError) as e:
+        build = MODELS[fusion]
+        config = AVERConfig.from_dict(config)
+        with torch.device("meta"):  # shapes only: a crafted architecture allocates nothing
+            shapes = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{prefix}: the checkpoint does not describe a model of this version "
                               f"({type(e).__name__}: {e})") from None
+    stored = {k: tuple(v.shape) for k, v in weights.items()}
+    if stored != shapes:
+        wrong = sorted(k for k in shapes.keys() & stored.keys() if shapes[k] != stored[k])
+        detail = (f"{wrong[0]} is {stored[wrong[0]]} in the weights but {shapes[wrong[0]]} in the architecture"
+                  if wrong else f"missing {sorted(shapes.keys() - stored.keys())[:3]}, unexpected "
+                                f"{sorted(stored.keys() - shapes.keys())[:3]}")
+        raise CheckpointError(f"{prefix}: its weights do not fit the architecture it records ({detail})")
+    model = build(config)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

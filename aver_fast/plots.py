@@ -27,7 +27,7 @@ def plot(pred: torch.Tensor, gt: torch.Tensor | None, fps: float, stem: str, tit
         ax.plot(t, g[:, 1], "--", color="tab:orange", label="arousal (truth)")
     ax.set(xlabel="time (s)", ylabel="score", ylim=(-1.05, 1.05))
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, parse_math=False)  # a "$" in a file name is text
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     trace = stem + "_trace.png"
@@ -42,7 +42,7 @@ def plot(pred: torch.Tensor, gt: torch.Tensor | None, fps: float, stem: str, tit
         ax.plot(gt[ok, 0], gt[ok, 1], "--", color="grey", lw=1, label="truth")
     ax.set(xlabel="valence", ylabel="arousal", xlim=(-1, 1), ylim=(-1, 1))
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, parse_math=False)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     va = stem + "_va.png"

@@ -16,6 +16,7 @@ windows in flight.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -102,6 +103,11 @@ class FramePredictor:
                     self._arrival[self._n + i] = now
             self._n += x.shape[0]
         return self._run(final=False)
+
+    @property
+    def frames(self) -> int:
+        """Frames pushed so far."""
+        return self._n
 
     def finish(self) -> list[Row]:
         if self._n == 0:
@@ -223,19 +229,26 @@ class FramePredictor:
 
 
 def iter_file(path: str, cfg: AlignmentConfig, chunk: int = CHUNK) -> tuple[float, int, Iterator]:
-    """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), audio samples))``."""
-    from .data.media import VideoSource, load_audio
+    """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), audio samples))``,
+    decoded in order (:class:`~aver_fast.data.media.FrameStream`); at most ``chunk`` frames at a time, fewer for
+    large frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
+    iterator stops there, or earlier if fewer frames decode."""
+    from .data.media import FrameStream, VideoSource, load_audio
 
     source = VideoSource(path)
     fps, n = source.fps, len(source)
+    chunk = source.frames_per_read(chunk)
     wave = load_audio(path, cfg.sample_rate).samples
 
     def chunks():
-        sent = 0
+        stream, sent = FrameStream(path), 0
         for a in range(0, n, chunk):
-            b = min(n, a + chunk)
+            frames = stream.read(min(chunk, n - a))
+            if not len(frames):
+                return
+            b = a + len(frames)
             until = wave.shape[0] if b == n else int(round(b / fps * cfg.sample_rate))
-            yield source.frames(np.arange(a, b)), wave[sent:until]
+            yield frames, wave[sent:until]
             sent = max(sent, until)
     return fps, n, chunks()
 
@@ -248,14 +261,15 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     folders and synthetic datasets, whose frames are faces already; else ``detect``); ``on_rows`` sees the rows as
     they become final."""
     from .data.faces import FaceTrack, video_faces
-    from .data.media import VideoSource
+    from .data.media import FrameStream, VideoSource
 
     detect = video_faces(faces, path) == "detect"
     fps, n, chunks = iter_file(path, cfg)
     track = None
     if detect:
-        source = VideoSource(path)
-        track = FaceTrack.load_or_detect(path, source.frames, n, fps)
+        stream = FrameStream(path)  # frames_of is called on consecutive chunks from frame 0
+        track = FaceTrack.load_or_detect(path, lambda idx: stream.read(len(idx)), n, fps,
+                                         chunk=VideoSource(path).frames_per_read(CHUNK))
         if not track.valid.any():
             raise MediaError(path, "no face found in any frame (--faces none runs on whole frames)")
     predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, track)
@@ -263,6 +277,10 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     for frames, audio in chunks:
         _collect(predictor.push(frames, audio), out, on_rows)
     _collect(predictor.finish(), out, on_rows)
+    if predictor.frames < n:  # the container reported more frames than decode
+        warnings.warn(f"{path}: {n} frames reported, {predictor.frames} decoded; the CSV has {predictor.frames}",
+                      RuntimeWarning, stacklevel=2)
+        out = out[:predictor.frames]
     return out, predictor
 
 

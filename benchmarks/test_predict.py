@@ -63,3 +63,49 @@ def test_face_stage_frames_per_second(benchmark, size):
     benchmark.group = "faces: detect + track + crop"
     benchmark.pedantic(stage, rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["frames/s"] = round(len(frames) / benchmark.stats.stats.median, 1)
+
+
+_PEAK = """import resource, sys
+from aver_fast.cli import main
+assert main(sys.argv[1:]) == 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"""
+
+
+@pytest.mark.parametrize("size", [(112, 112), (1920, 1080)], ids=["112px", "1080p"])
+def test_predict_peak_memory_by_resolution(benchmark, tmp_path, size):
+    """Peak RSS of a whole `aver-fast predict` process (tiny preset, step 1, `--faces none`) on a 10 s video at
+    112 px and at 1080p: memory follows the model's input size, not the video's resolution."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from aver_fast.checkpoint import save_run
+    from aver_fast.config import TrainConfig
+    from aver_fast.data import VideoSource, load_audio, write_video
+
+    make_synthetic(str(tmp_path / "src"), videos=1, seed=0, seconds=10.0, size=112)
+    src = str(tmp_path / "src" / "videos" / "synth_000.mp4")
+    video = str(tmp_path / "clip.mp4")
+    if size == (112, 112):
+        video = src
+    else:
+        import cv2
+
+        source = VideoSource(src)
+        frames = (cv2.resize(source.frames(np.array([i]))[0], size) for i in range(len(source)))
+        write_video(video, frames, source.fps, load_audio(src).samples.numpy())
+    cfg = TrainConfig(preset="tiny")
+    torch.manual_seed(0)
+    save_run(str(tmp_path / "run" / "best"), AVER(cfg.model_config()), cfg, {"train": [], "val": [], "test": []},
+             epoch=1)
+    peak = {}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _PEAK, "predict", video, "--checkpoint",
+                              str(tmp_path / "run" / "best"), "--faces", "none", "--out", str(tmp_path / "out"),
+                              "--force"], capture_output=True, text=True, check=True)
+        peak["kb"] = int(out.stdout.strip().splitlines()[-1])
+    benchmark.group = "predict: peak memory by resolution (tiny, step 1, 10 s)"
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["peak RSS (MB)"] = round(peak["kb"] / 1024)

@@ -295,3 +295,91 @@ def test_a_crash_during_a_training_save_then_resume(tmp_path, stage):
     assert main(["train", *args, "--resume"]) == 0
     assert load_checkpoint(str(run / "last"))[1]["epoch"] == 2
     assert leftovers(run) == []
+
+
+# ------------------------------------------------------------------ nothing outside the run's own store is touched
+def victim(folder) -> str:
+    """A folder of someone else's, with a file in it: it must survive whatever a run does."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "precious.txt"), "w") as f:
+        f.write("keep me")
+    return str(folder)
+
+
+def intact(folder) -> bool:
+    return open(os.path.join(folder, "precious.txt")).read() == "keep me"
+
+
+def test_a_link_to_a_folder_outside_the_run_is_refused_and_kept(tmp_path):
+    outside = victim(tmp_path / "victim")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / "best")
+    with pytest.raises(CheckpointError, match="best is a link to .*victim, outside .*checkpoints"):
+        save_checkpoint(str(run / "best"), model(0), {})
+    with pytest.raises(CheckpointError, match="outside"):
+        C.check_run(str(run))
+    assert intact(outside) and os.readlink(run / "best") == outside
+
+
+def test_a_link_into_another_runs_store_is_refused(tmp_path):
+    other = tmp_path / "other"
+    save_checkpoint(str(other / "best"), model(0), {"epoch": 1})
+    theirs = os.path.realpath(other / "best")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(theirs, run / "best")
+    with pytest.raises(CheckpointError, match="outside"):
+        save_checkpoint(str(run / "best"), model(1), {})
+    assert load_checkpoint(str(other / "best"))[1]["epoch"] == 1
+
+
+def test_a_shared_symlinked_store_is_refused_and_never_cleaned(tmp_path):
+    first = tmp_path / "first"
+    save_checkpoint(str(first / "last"), model(0), {"epoch": 1})
+    second = tmp_path / "second"
+    second.mkdir()
+    os.symlink(first / C.STORE, second / C.STORE)  # the second run's store is the first's
+    with pytest.raises(CheckpointError, match="not a folder of this run"):
+        remove_stale(str(second))
+    with pytest.raises(CheckpointError, match="not a folder of this run"):
+        save_checkpoint(str(second / "last"), model(1), {})
+    assert load_checkpoint(str(first / "last"))[1]["epoch"] == 1
+
+
+def test_remove_stale_deletes_only_what_saves_create(tmp_path):
+    run = tmp_path / "run"
+    save_checkpoint(str(run / "last"), model(0), {})
+    store = run / C.STORE
+    theirs = victim(tmp_path / "victim")
+    os.symlink(theirs, store / "last-0123456789ab")  # a link named like a checkpoint, leading outside
+    victim(store / "notes")  # a user's folder that is not named like a checkpoint
+    (run / "data.tmp-1").write_text("a user's file")  # once removed by a glob on ".tmp-"
+    orphan = store / "best-aaaaaaaaaaaa"
+    orphan.mkdir()  # what a crash between rename and link switch leaves: removed
+    removed = remove_stale(str(run))
+    assert removed == [str(orphan)]
+    assert intact(theirs) and intact(store / "notes") and (run / "data.tmp-1").is_file()
+
+
+def test_a_fifo_or_an_oversized_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "last"
+    save_checkpoint(str(path), model(0), {})
+    directory = os.path.realpath(path)
+    weights = os.path.join(directory, "model.safetensors")
+    os.remove(weights)
+    os.mkfifo(weights)  # reading it would block forever (a link to /dev/zero would never end)
+    with pytest.raises(CheckpointError, match="model.safetensors is not a regular file"):
+        load_checkpoint(str(path))
+    os.remove(weights)
+    with open(weights, "wb") as f:
+        f.truncate(1 << 34)  # a sparse 16 GB file: the size in the manifest refuses it without reading
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"model.safetensors is damaged: 17179869184 bytes where"):
+        load_checkpoint(str(path))
+    assert time.perf_counter() - t0 < 5
+    manifest = os.path.join(directory, C.MANIFEST)
+    os.remove(manifest)
+    os.mkfifo(manifest)
+    with pytest.raises(CheckpointError, match="manifest.json is not a regular file"):
+        load_checkpoint(str(path))

@@ -114,3 +114,55 @@ def test_bad_requests_are_clear(tiny_ckpt, tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match=r"needs the onnxscript package: pip install 'aver-fast\[export\]'"):
         export_model(AVER(AVERConfig.tiny()), str(tmp_path / "m.onnx"))
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("exported-program", ".pt2")])
+@pytest.mark.parametrize("features", [False, True], ids=["full", "features"])
+def test_exported_files_keep_the_models_nan(tiny_ckpt, tmp_path, fmt, suffix, features):
+    """Was: onnxruntime gave the same finite scores for an all-NaN input as for a clean one (its ReLU and max-pool
+    drop NaN); PyTorch gives NaN. Each item's NaN or Inf input gives NaN for that item only."""
+    model, _ = load_model(tiny_ckpt)
+    path = str(tmp_path / f"m{suffix}")
+    export_model(model, path, fmt, features=features)
+    inputs = example_inputs(model, features, batch=3)
+    first, second = list(inputs)
+    inputs[first][0].view(-1)[7] = float("nan")  # one value of item 0
+    inputs[second][1].fill_(float("inf"))  # all of item 1
+    got = run_exported(path, fmt, inputs)
+    with torch.no_grad():
+        want = (model.forward_features if features else model)(*inputs.values())
+    bad = torch.isnan(want).flatten(1).any(1)
+    assert bad.tolist() == [True, True, False], "PyTorch's own rule, which the file must keep"
+    assert torch.isnan(got).flatten(1).all(1).tolist() == [True, True, False]
+    assert (got[2] - want[2]).abs().max() <= TOL
+
+
+def test_an_empty_batch_is_a_normal_error_not_an_abort(tiny_ckpt, tmp_path):
+    """Was: onnxruntime aborted the host process at batch 0 (exit 134)."""
+    model, _ = load_model(tiny_ckpt)
+    path = str(tmp_path / "m.onnx")
+    export_model(model, path, "onnx")
+    with pytest.raises(ValueError, match="input video has an empty batch: exported files need at least one item"):
+        run_exported(path, "onnx", example_inputs(model, batch=0))
+
+
+def test_the_destination_is_checked_before_the_export(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    """Was: a destination that cannot be written failed only after the whole export, naming a temporary file."""
+    import aver_fast.export as E
+
+    def never(*_args, **_kwargs):
+        pytest.fail("exported before the check")
+    monkeypatch.setattr(E.torch.onnx, "export", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", tiny_ckpt, "--out", str(blocker / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and ".tmp" not in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "folder.onnx").mkdir()
+    assert main(["export", tiny_ckpt, "--out", str(tmp_path / "folder.onnx")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    monkeypatch.undo()
+    (tmp_path / "a").mkdir()
+    assert main(["export", tiny_ckpt, "--format", "exported-program", "--out",
+                 str(tmp_path / "a" / "missing" / ".." / "x.pt2")]) == 0  # the folders a path names are made
+    assert (tmp_path / "a" / "x.pt2").is_file() and not [f for f in os.listdir(tmp_path / "a") if ".tmp" in f]

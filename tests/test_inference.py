@@ -1,4 +1,6 @@
 """Inference over whole videos (aver_fast/inference.py): bounded work per forward pass, whatever the length."""
+import re
+
 import pytest
 import torch
 
@@ -59,3 +61,70 @@ def test_precision_bf16_is_close_to_fp32_and_falls_back_without_native_bf16(tmp_
     video, audio = ds[0]["video"][None], ds[0]["audio"][None]
     model.train()
     model(video, audio).sum().backward()
+
+
+def _craft(prefix: str, change) -> None:
+    """Rewrite the checkpoint's meta.json with ``change(state)`` and re-sign it (as an attacker or a bug would):
+    the checksums match, so only validation of what it says can stop it."""
+    import hashlib
+    import json
+    import os
+
+    from aver_fast.checkpoint import MANIFEST
+
+    directory = os.path.realpath(prefix)
+    meta_path = os.path.join(directory, "meta.json")
+    meta = json.load(open(meta_path))
+    change(meta["state"])
+    data = json.dumps(meta).encode()
+    open(meta_path, "wb").write(data)
+    manifest = json.load(open(os.path.join(directory, MANIFEST)))
+    manifest["files"]["meta.json"] = hashlib.sha256(data).hexdigest()
+    manifest["sizes"]["meta.json"] = len(data)
+    json.dump(manifest, open(os.path.join(directory, MANIFEST), "w"))
+
+
+@pytest.fixture
+def tiny_prefix(tmp_path):
+    from aver_fast.checkpoint import save_run
+    from aver_fast.config import TrainConfig
+
+    cfg = TrainConfig(preset="tiny")
+    prefix = str(tmp_path / "run" / "best")
+    save_run(prefix, AVER(cfg.model_config()), cfg, {"train": [], "val": [], "test": []}, epoch=1)
+    return prefix
+
+
+def test_a_crafted_architecture_is_refused_before_anything_is_allocated(tiny_prefix):
+    """blstm_hidden = 30000 once built a 14 GB model before the weights were compared: now the shapes are compared
+    on the meta device first."""
+    import tracemalloc
+
+    from aver_fast.checkpoint import CheckpointError
+    from aver_fast.inference import load_model
+
+    _craft(tiny_prefix, lambda s: s["arch"][1].update(blstm_hidden=30000))
+    tracemalloc.start()
+    with pytest.raises(CheckpointError, match=r"weights do not fit the architecture it records \(.* is \("):
+        load_model(tiny_prefix)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200 << 20, f"{peak / 2**20:.0f} MB allocated while refusing"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["config"].update(colour="blue"), r"config: unknown config keys \['colour'\]"),
+    (lambda s: s["config"].update(epochs=[1, 2]), r"config: epochs takes an integer, got \[1, 2\]"),
+    (lambda s: s.update(config=[1]), "config: a run's config must be a table"),
+    (lambda s: s["arch"][1].update(seq_len=[8]), "does not describe a model of this version"),
+], ids=["unknown-key", "list-value", "not-a-table", "arch-list"])
+def test_a_crafted_meta_json_is_one_line(tiny_prefix, tmp_path, capsys, change, message):
+    from aver_fast.cli import main
+
+    make_synthetic(str(tmp_path / "d"), videos=1, seed=0, seconds=2.0, size=32)
+    _craft(tiny_prefix, change)
+    code = main(["predict", str(tmp_path / "d" / "videos" / "synth_000.mp4"), "--checkpoint", tiny_prefix,
+                 "--out", str(tmp_path / "p"), "--faces", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(message, err) and tiny_prefix in err

@@ -88,3 +88,30 @@ def test_bad_settings_are_named(model):
         p.push(np.zeros((2, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="no frames were pushed"):
         p.finish()
+
+
+def test_large_frames_are_read_a_few_at_a_time_in_order(tmp_path, monkeypatch):
+    """Was: 64 raw frames per read, converted to float32 at full resolution (3.6 GB at 1080p, tiny model), through
+    decord's random-access reader (whose frame pools grew to ~2.5 GB). Now a read holds at most READ_BYTES of
+    pixels, decoded in order, and the float copies are a few frames at a time."""
+    from aver_fast.data import dataset as D
+    from aver_fast.data import write_video
+    from aver_fast.data.media import READ_BYTES, VideoSource
+
+    ramp = (np.arange(1920)[None, :, None] * 255 // 1919).astype(np.uint8)  # smooth: quick to encode
+    frames = np.stack([np.broadcast_to(np.roll(ramp, 40 * k, axis=1), (1080, 1920, 3)) for k in range(24)])
+    path = str(tmp_path / "hd.mp4")
+    write_video(path, iter(frames), 30.0, np.zeros(int(0.8 * 44100), np.float32))
+    decoded = []
+    monkeypatch.setattr(VideoSource, "frames", lambda _self, idx: decoded.append(len(idx)) or frames[idx])
+    converted = []
+    real = torch.Tensor.float
+    monkeypatch.setattr(torch.Tensor, "float", lambda t: converted.append(t.numel()) or real(t))
+    cfg = AlignmentConfig.tiny()
+    fps, n, chunks = iter_file(path, cfg)
+    got = list(chunks)
+    assert n == 24 and decoded == [1], "one frame to size the reads; the rest decoded in order"
+    assert all(f.nbytes <= READ_BYTES for f, _ in got) and sum(len(f) for f, _ in got) == 24
+    D.resize_frames(got[0][0], cfg)
+    assert converted and max(converted) * 4 <= READ_BYTES
+    assert len(got) >= 3, "24 frames of 1080p take several reads"

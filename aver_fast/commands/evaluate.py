@@ -95,11 +95,14 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
     checkpoints' test split (or ``videos``)."""
-    check_edges(smoothing_edges)  # an unknown mode fails before any work
+    check_edges(smoothing_edges)  # an unknown mode or a bad condition fails before any work
+    if not conditions:
+        raise ValueError("no conditions to evaluate (--conditions is empty); e.g. --conditions clean,babble-5db")
+    parsed = {cond: parse_condition(cond) for cond in conditions}
     results: dict = {}
     for prefix in checkpoints:
         model, state = load_model(prefix)
-        cfg = TrainConfig(**state["config"])
+        cfg = TrainConfig.from_dict(state["config"], f"{prefix} config")
         names = videos or state["split"]["test"]
         if not names:
             sizes = ", ".join(f"{k} {len(v)}" for k, v in state["split"].items())
@@ -107,7 +110,7 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
                              "--videos")
         results[prefix] = {}
         for cond in conditions:
-            condition = parse_condition(cond)
+            condition = parsed[cond]
             ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed,
                                  faces=faces or cfg.faces)
             preds = predict_frames(model, ds, batch_size, precision)

@@ -12,12 +12,13 @@ import time
 
 from ..data import MediaError
 from ..data.faces import FACE_MODES
-from ..data.media import VIDEO_EXTS
+from ..data.media import VIDEO_EXTS, frame_files
 from ..inference import BATCH_SIZE, PRECISIONS
 
 HELP = "per-frame valence/arousal CSV and plots for videos, or a live source (--stream)"
 CSV_HEADER = "frame,time_s,valence,arousal"
 SUMMARY = "summary.csv"
+RECORD = ".predict.json"  # <stem>.predict.json beside <stem>.csv: what made the CSV, and its SHA-256
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,17 +46,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def find_videos(spec: str) -> list[str]:
-    """A video file or frame folder; a folder of videos; or a glob. Sorted; an empty result is an error."""
+    """A video file or frame folder; a folder of videos; or a glob. Sorted; an empty result is an error. A folder
+    holding videos is a folder of videos (its images, e.g. plots or a cover, are not frames); one without videos
+    must be a frame folder of numbered frames only, else an error names what does not fit."""
     if os.path.isfile(spec):
         return [spec]
     if os.path.isdir(spec):
-        inside = sorted(os.path.join(spec, f) for f in os.listdir(spec))
-        if any(f.lower().endswith((".jpg", ".png")) for f in inside):
-            return [spec]  # a frame folder is one video
-        found = [f for f in inside if f.lower().endswith(VIDEO_EXTS)]
-        if not found:
-            raise MediaError(spec, f"folder has no videos ({', '.join(VIDEO_EXTS)}) and no frames")
-        return found
+        found = sorted(os.path.join(spec, f) for f in os.listdir(spec)
+                       if f.lower().endswith(VIDEO_EXTS) and os.path.isfile(os.path.join(spec, f)))
+        if found:
+            return found
+        frame_files(spec)  # raises, naming the file, unless the folder is numbered frames
+        return [spec]
     found = sorted(f for f in glob.glob(spec) if os.path.isdir(f) or f.lower().endswith(VIDEO_EXTS))
     if not found:
         raise MediaError(spec, "no such video, folder, or videos matching the pattern")
@@ -63,7 +65,86 @@ def find_videos(spec: str) -> list[str]:
 
 
 def _name(path: str) -> str:
-    return os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
+    """The stem of a video's outputs (``<stem>.csv``, ``<stem>.predict.json``, ``<stem>_trace.png``, ``_va.png``);
+    a video whose stem is a batch output's (``summary``) gets ``<stem>.video``, so no two outputs share a name."""
+    stem = os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
+    return f"{stem}.video" if stem == os.path.splitext(SUMMARY)[0] else stem
+
+
+def _provenance(video: str, checkpoint: str, step: int, precision: str, faces: str) -> dict:
+    """What a video's CSV depends on: the video's content, the checkpoint, the settings, the version."""
+    from .._version import __version__
+    from ..checkpoint import checkpoint_digest
+    from ..data.media import content_digest
+
+    return {"video_content": content_digest(video), "checkpoint": checkpoint_digest(checkpoint), "step": step,
+            "precision": precision, "faces": faces, "aver_fast": __version__}
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _record_path(csv_path: str) -> str:
+    return os.path.splitext(csv_path)[0] + RECORD
+
+
+def _read_record(csv_path: str) -> dict | None:
+    """The record of ``csv_path`` if it is one (a JSON table with the CSV's digest), else None."""
+    try:
+        with open(_record_path(csv_path)) as f:
+            record = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("made_by"), dict) and \
+        isinstance(record.get("report"), dict) and isinstance(record.get("csv_sha256"), str)
+    return record if ok else None
+
+
+def check_ours(csv_path: str) -> None:
+    """Refuse to replace a ``<stem>.csv`` (or its record) that ``predict`` did not write: a file of the user's
+    that happens to share the name (``--out`` pointed at a folder of their own files), a link or a folder."""
+    for path in (csv_path, _record_path(csv_path)):
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+            raise MediaError(path, "is a link or a folder where predict writes its output; move it away or choose "
+                                   "another --out")
+    if os.path.isfile(csv_path):
+        with open(csv_path, "rb") as f:
+            first = f.readline(len(CSV_HEADER) + 16).rstrip(b"\r\n").decode("utf-8", "replace")
+        if not first.startswith(CSV_HEADER):
+            raise MediaError(csv_path, "exists and was not written by aver-fast predict; move it away or choose "
+                                       "another --out")
+    if os.path.isfile(_record_path(csv_path)) and _read_record(csv_path) is None:
+        raise MediaError(_record_path(csv_path), "exists and is not a predict record; move it away or choose "
+                                                 "another --out")
+
+
+def completed(video: str, out: str, provenance: dict) -> tuple[dict | None, str]:
+    """``(report, why)``: the earlier report of ``video`` when its CSV in ``out`` is complete (its record
+    ``<stem>.predict.json`` exists and holds the CSV's SHA-256) and was made from the same video content,
+    checkpoint and settings; else None and why it must be (re)done."""
+    csv_path = os.path.join(out, f"{_name(video)}.csv")
+    if not os.path.isfile(csv_path):
+        return None, "new"
+    record = _read_record(csv_path)
+    if record is None or record["csv_sha256"] != _sha256(csv_path):
+        return None, "redone (its CSV was incomplete)"
+    changed = [k for k in provenance if record["made_by"].get(k) != provenance[k]]
+    if changed:
+        return None, f"redone (made with another {', '.join(changed)})"
+    return record["report"], "skipped (already complete)"
+
+
+def _write_record(csv_path: str, report: dict, provenance: dict) -> None:
+    """``<stem>.predict.json`` beside a finished CSV: what made it and the CSV's SHA-256 (written last: its presence
+    and digest are what make the CSV count as complete)."""
+    path = _record_path(csv_path)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"csv_sha256": _sha256(csv_path), "made_by": provenance, "report": report}, f)
+    os.replace(path + ".tmp", path)
 
 
 def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, batch_size: int = BATCH_SIZE,
@@ -84,15 +165,18 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
         gt = torch.from_numpy(np.asarray(read_va(labels), dtype=np.float32))
         if gt.shape[0] != len(VideoSource(video)):
             raise MediaError(labels, f"has {gt.shape[0]} frames but {video} has {len(VideoSource(video))}")
+    csv_path = os.path.join(out, f"{_name(video)}.csv")
+    check_ours(csv_path)  # before any work
     model, state = loaded or load_model(checkpoint)
-    cfg = TrainConfig(**state["config"])
+    cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config")
+    made_by = _provenance(video, checkpoint, step, precision, faces)
     t0 = time.perf_counter()
     frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision, faces,
                                      on_rows=(lambda rows: progress(len(rows))) if progress else None)
     wall = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
     name = _name(video)
-    csv_path = os.path.join(out, f"{name}.csv")
+    _forget_record(csv_path)
     with open(csv_path + ".tmp", "w") as f:
         f.write(CSV_HEADER + "\n")
         for i, (v, a) in enumerate(frames.tolist()):
@@ -101,18 +185,29 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     title = f"{state['arch'][0]} ({os.path.basename(checkpoint.rstrip(os.sep))}) on {name}"
     plots = plot(frames, gt, predictor.fps, os.path.join(out, name), title=title)
     seconds = frames.shape[0] / predictor.fps
-    return {"video": video, "csv": csv_path, **plots, "frames": frames.shape[0], "seconds": round(seconds, 3),
-            "mean_valence": round(frames[:, 0].nanmean().item(), 5),
-            "mean_arousal": round(frames[:, 1].nanmean().item(), 5),
-            "frames_without_face": int(torch.isnan(frames[:, 0]).sum()),
-            "wall_s": round(wall, 3), "video_s_per_s": round(seconds / wall, 3) if wall > 0 else None,
-            "backbone_subsequences": predictor.backbone_calls}
+    report = {"video": video, "csv": csv_path, **plots, "frames": frames.shape[0], "seconds": round(seconds, 3),
+              "mean_valence": round(frames[:, 0].nanmean().item(), 5),
+              "mean_arousal": round(frames[:, 1].nanmean().item(), 5),
+              "frames_without_face": int(torch.isnan(frames[:, 0]).sum()),
+              "wall_s": round(wall, 3), "video_s_per_s": round(seconds / wall, 3) if wall > 0 else None,
+              "backbone_subsequences": predictor.backbone_calls}
+    _write_record(csv_path, report, made_by)
+    return report
+
+
+def _forget_record(csv_path: str) -> None:
+    """Remove the record of an earlier CSV about to be replaced (checked to be ours by :func:`check_ours`): a run
+    killed from here on leaves no record, so the CSV it leaves never counts as complete."""
+    if os.path.isfile(_record_path(csv_path)):
+        os.remove(_record_path(csv_path))
 
 
 def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int = BATCH_SIZE,
                  precision: str = "fp32", step: int = 1, force: bool = False, faces: str = "auto") -> list[dict]:
-    """Every video in turn under one progress bar (frames); videos whose CSV is complete are skipped unless
-    ``force``; a video that fails is recorded and the others go on. Writes ``out/summary.csv``."""
+    """Every video in turn under one progress bar (frames). A video whose CSV is complete and was made by the same
+    video content, checkpoint and settings is skipped (its earlier summary row kept) unless ``force``; any other
+    is (re)done, and the summary says why. A video that fails, whatever the error, is recorded and the others go
+    on. Writes ``out/summary.csv`` after each video."""
     from tqdm import tqdm
 
     from ..data import VideoSource
@@ -123,27 +218,37 @@ def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int =
     clash = {n for n in names if names.count(n) > 1}
     if clash:
         raise ValueError(f"several videos share a name ({sorted(clash)}): their outputs would overwrite each other")
-    results, todo = [], []
+    results: dict[str, dict] = {}
+    todo: list[tuple[str, str]] = []
     for v in videos:
-        if not force and os.path.isfile(os.path.join(out, f"{_name(v)}.csv")):
-            results.append({"video": v, "status": "skipped (already complete)"})
+        try:
+            earlier, why = (None, "redone (--force)") if force else completed(
+                v, out, _provenance(v, checkpoint, step, precision, faces))
+        except (OSError, ValueError) as e:
+            results[v] = {"video": v, "status": f"failed: {e}"}
+            continue
+        if earlier is not None:
+            results[v] = {**earlier, "status": why}
         else:
-            todo.append(v)
+            todo.append((v, why))
     total = 0
-    for v in todo:
+    for v, _ in todo:
         try:
             total += len(VideoSource(v))
         except MediaError:
             pass  # reported when the video itself is read
     with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
-        for v in todo:
+        for v, why in todo:
             try:
                 r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update, faces)
-                results.append({**r, "status": "done"})
-            except (MediaError, OSError) as e:
-                results.append({"video": v, "status": f"failed: {e}"})
-    _write_summary(results, out)
-    return results
+                results[v] = {**r, "status": "done" if why == "new" else why}
+            except Exception as e:  # noqa: BLE001 -- one video's failure, whatever it is, never stops the batch
+                results[v] = {"video": v, "status": f"failed: {type(e).__name__}: {e}"
+                              if not isinstance(e, (MediaError, OSError)) else f"failed: {e}"}
+            _write_summary([results[u] for u in videos if u in results], out)
+    ordered = [results[v] for v in videos]
+    _write_summary(ordered, out)
+    return ordered
 
 
 def _write_summary(results: list[dict], out: str) -> None:
@@ -170,12 +275,14 @@ def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, 
     from ..streaming import FramePredictor, iter_stream
 
     model, state = load_model(checkpoint)
-    cfg = TrainConfig(**state["config"]).alignment()
+    cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config").alignment()
     fps, items = iter_stream(source, cfg, realtime)
     detect = video_faces(faces, source) == "detect"
     predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, OnlineFaces(fps) if detect else None)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")
+    check_ours(csv_path)
+    _forget_record(csv_path)  # a stream's CSV (with latencies) is never taken for a finished file's
     latencies: list[float] = []
     with open(csv_path, "w") as f:
         f.write(CSV_HEADER + ",latency_s\n")

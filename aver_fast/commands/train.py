@@ -12,6 +12,7 @@ Exit 0 and the best validation metrics as JSON, 2 on bad input or an unusable ch
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..checkpoint import load_checkpoint, remove_stale, save_run, set_rng_state
+from ..checkpoint import check_run, load_checkpoint, remove_stale, save_run, set_rng_state
 from ..config import PRESETS, TrainConfig, build_model, load_config
 from ..data import AffWild2Dataset, discover, split_videos
 from ..data.faces import FACE_MODES
@@ -78,7 +79,15 @@ def _distributed() -> tuple[int, int]:
 
 def _device(cfg: TrainConfig, rank: int) -> torch.device:
     if cfg.device != "auto":
-        return torch.device(cfg.device)
+        device = torch.device(cfg.device)
+        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) <
+                                          torch.cuda.device_count()):
+            raise ValueError(f"device {cfg.device!r} is not available (torch sees "
+                             f"{torch.cuda.device_count() if torch.cuda.is_available() else 'no'} GPU); "
+                             f"use --set device=cpu or device=auto")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device {cfg.device!r}: training runs on 'cpu' or 'cuda'")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", rank % torch.cuda.device_count())
     return torch.device("cpu")
@@ -153,6 +162,23 @@ class TrainingDiverged(RuntimeError):
     exit_code = 3
 
 
+# settings a resumed run may change (how long, how, where); every other one shapes the run and must match
+RESUMABLE_CHANGES = frozenset({"epochs", "max_batches", "num_workers", "device", "out", "data", "features",
+                               "on_nonfinite", "amp", "amp_cpu", "video_weights", "audio_weights", "faces"})
+
+
+def check_resumable(cfg: TrainConfig, saved: dict, prefix: str) -> None:
+    """Refuse a resume whose settings differ from the checkpoint's where the restored state would silently
+    override them (learning rate, schedule, batch, seeds, split, strides): the run would record one value and
+    train with another."""
+    now = dataclasses.asdict(cfg)
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in saved and saved[k] != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}={now[k]!r} (the run has {saved[k]!r})" for k in changed)
+        raise ValueError(f"--resume of {prefix}: {diffs} cannot change mid-run (the restored optimizer and sampler "
+                         f"keep the run's values); resume without them, or start a new run in another --out")
+
+
 def _nonfinite(loss: torch.Tensor, params: list[torch.Tensor]) -> str | None:
     """Why this step cannot be applied (non-finite loss or gradient), or None."""
     if not torch.isfinite(loss):
@@ -170,6 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
     device = _device(cfg, rank)
     main = rank == 0
     check_writable(cfg.out)  # every failure below happens before any training
+    check_run(cfg.out)  # nothing there that is not the run's own is ever replaced or deleted
     if main:
         remove_stale(cfg.out)
     if not cfg.data or not os.path.isdir(cfg.data):
@@ -188,6 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict | None:
         if state["arch"] != cfg.arch():
             raise ValueError(f"{prefix} is a checkpoint of another architecture ({state['arch'][0]}, "
                              f"preset settings differ); resume with the config it was trained with")
+        check_resumable(cfg, state["config"], prefix)
         model.load_state_dict(weights)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

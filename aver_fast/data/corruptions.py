@@ -8,6 +8,7 @@ Conditions: ``parse_condition("babble-5db")`` or a spec such as ``"white:snr_db=
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,19 @@ class Clip:
     audio: np.ndarray  # float32 (samples,)
     sample_rate: int
     babble_pool: list[np.ndarray] = field(default_factory=list)  # other clips' audio, for babble
+
+
+MAX_BURST_RATE = 20.0  # bursts per second (each 0.3-0.8 s): beyond this the audio is one continuous burst
+MAX_BLUR_SIGMA = 100.0  # pixels; the kernel spans 6 sigma
+
+
+def _check(name: str, value: float, low: float, high: float, open_low: bool = False, integer: bool = False) -> None:
+    """A parameter inside ``[low, high]`` (``(low, high]`` with ``open_low``), finite, whole with ``integer``."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if open_low else value >= low) \
+        and value <= high and (not integer or float(value).is_integer())
+    if not ok:
+        bounds = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be {'a whole number ' if integer else ''}in {bounds}, got {value!r}")
 
 
 def _scale_to_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -44,6 +58,11 @@ class AdditiveNoise:
     snr_db: float = 10.0
     color: str = "white"
 
+    def __post_init__(self) -> None:
+        _check("snr_db", self.snr_db, -60, 100)
+        if self.color not in ("white", "pink"):
+            raise ValueError(f"color must be 'white' or 'pink', got {self.color!r}")
+
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         n = clip.audio.shape[0]
         noise = rng.standard_normal(n).astype(np.float32) if self.color == "white" else pink_noise(n, rng)
@@ -57,6 +76,10 @@ class Babble:
 
     snr_db: float = 5.0
     voices: int = 3
+
+    def __post_init__(self) -> None:
+        _check("snr_db", self.snr_db, -60, 100)
+        _check("voices", self.voices, 1, 64, integer=True)
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         n = clip.audio.shape[0]
@@ -81,6 +104,10 @@ class Bursts:
 
     rate: float = 0.5
     gain_db: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check("rate", self.rate, 0, MAX_BURST_RATE)
+        _check("gain_db", self.gain_db, -60, 60)
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         sr, audio = clip.sample_rate, clip.audio.copy()
@@ -107,6 +134,10 @@ class Occlusion:
     fraction: float = 0.3
     size: float = 0.4
 
+    def __post_init__(self) -> None:
+        _check("fraction", self.fraction, 0, 1)
+        _check("size", self.size, 0, 1, open_low=True)
+
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         frames = clip.frames.copy()
         t, h, w, _ = frames.shape
@@ -125,6 +156,10 @@ class Lighting:
     brightness: float = 0.2
     contrast: float = 0.7
 
+    def __post_init__(self) -> None:
+        _check("brightness", self.brightness, -1, 1)
+        _check("contrast", self.contrast, 0, 10)
+
     def __call__(self, clip: Clip, _rng: np.random.Generator) -> Clip:
         x = clip.frames.astype(np.float32)
         mean = x.mean()
@@ -137,6 +172,9 @@ class Blur:
     """Gaussian blur of every frame with standard deviation ``sigma`` pixels."""
 
     sigma: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check("sigma", self.sigma, 0, MAX_BLUR_SIGMA, open_low=True)
 
     def __call__(self, clip: Clip, _rng: np.random.Generator) -> Clip:
         radius = max(1, int(3 * self.sigma))
@@ -156,6 +194,9 @@ class DropFrames:
     """A ``fraction`` of frames is lost and replaced by the last frame that arrived."""
 
     fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check("fraction", self.fraction, 0, 1)
 
     def __call__(self, clip: Clip, rng: np.random.Generator) -> Clip:
         frames = clip.frames.copy()
@@ -221,6 +262,6 @@ def parse_condition(spec: str) -> Condition:
                 raise ValueError(f"condition {name!r}: {kv!r} is not key=number") from None
         try:
             transforms.append(TRANSFORMS[kind](**kwargs))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ValueError(f"condition {name!r}: bad parameters for {kind}: {e}") from None
     return Condition(name, transforms)

@@ -24,7 +24,7 @@ from .annotations import INVALID, read_va
 from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
 from .faces import FaceTrack, crop_faces, resolve_faces
-from .media import VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
+from .media import READ_BYTES, VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
 from .noise_reduction import spectral_gate
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -254,7 +254,9 @@ class AffWild2Dataset(Dataset):
         e = self.entries[v]
         frame_idx, ends, inside = plan_window(start, e.frames, cfg)
         unique, inverse = np.unique(frame_idx, return_inverse=True)
-        frames = self._source(v).frames(unique)  # (U, H, W, 3) uint8
+        corrupt = self.condition is not None and bool(self.condition.transforms)
+        # a corruption acts on the whole scene of the window: only then is the window held at full resolution
+        frames = self._source(v).frames(unique) if corrupt else None  # (U, H, W, 3) uint8
         track = self._track(v) if self.faces == "detect" else None
         # the audio of the whole window, by timestamp; then one segment per step
         a0, _ = segment_bounds(int(ends[0]), e.fps, cfg)
@@ -264,20 +266,19 @@ class AffWild2Dataset(Dataset):
         lo, hi = max(a0, 0), min(a1, wave.shape[0])
         if hi > lo:
             window_audio[lo - a0:hi - a0] = wave[lo:hi]
-        if self.condition is not None and self.condition.transforms:
+        if corrupt:
             rng = np.random.default_rng([self.seed, i])
             pool = [self._wave(u).numpy() for u in self._babble_sources(v, rng)]
             clip = self.condition(Clip(frames, window_audio.numpy(), cfg.sample_rate, pool), rng)
             frames, window_audio = clip.frames, torch.from_numpy(clip.audio)
-        if track is not None:  # crop after the corruption, which acts on the scene
-            frames = crop_faces(frames, track.boxes[torch.from_numpy(unique)])
         segments = torch.stack([window_audio[segment_bounds(int(j), e.fps, cfg)[0] - a0:
                                              segment_bounds(int(j), e.fps, cfg)[1] - a0] for j in ends])
         labels = e.labels[np.minimum(ends, e.frames - 1)]
         mask = inside & (labels != INVALID).all(axis=1)
         if track is not None:  # no face at the step's label frame: masked, like an unlabelled frame
             mask &= track.valid[torch.from_numpy(np.minimum(ends, e.frames - 1))].numpy()
-        return {"video": self._video_tensor(frames, inverse.reshape(frame_idx.shape)),
+        clips = self._resized(v, unique, frames, track)[torch.from_numpy(inverse.reshape(frame_idx.shape))]
+        return {"video": clips.permute(0, 2, 1, 3, 4).contiguous(),  # (L, 3, T, S, S)
                 "audio": self._audio_tensor(segments), "target": torch.from_numpy(labels.astype(np.float32)),
                 "mask": torch.from_numpy(mask), "video_name": e.name, "start": start}
 
@@ -288,8 +289,21 @@ class AffWild2Dataset(Dataset):
         others = [u for u in range(len(self.entries)) if u != v] or [v]
         return list(rng.choice(others, size=min(3, len(others)), replace=False))
 
-    def _video_tensor(self, frames: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-        return video_clips(frames, idx, self.config)
+    def _resized(self, v: int, unique: np.ndarray, frames: np.ndarray | None, track: FaceTrack | None
+                 ) -> torch.Tensor:
+        """Frames ``unique`` of video ``v`` cropped to the face (``track``) and resized: ``(U, 3, S, S)``. Given
+        ``frames`` (a corrupted window) they are used; else they are read a few at a time (at most
+        ``READ_BYTES`` of raw pixels), so memory follows the model's input size, not the video's resolution."""
+        def prepare(raw: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+            if track is not None:  # cropped after any corruption, which acts on the scene
+                raw = crop_faces(raw, track.boxes[torch.from_numpy(idx)])
+            return resize_frames(raw, self.config)
+        if frames is not None:
+            return prepare(frames, unique)
+        source = self._source(v)
+        per = source.frames_per_read(len(unique))
+        return torch.cat([prepare(source.frames(unique[k:k + per]), unique[k:k + per])
+                          for k in range(0, len(unique), per)])
 
     def _audio_tensor(self, segments: torch.Tensor) -> torch.Tensor:
         return audio_steps(segments, self.config)
@@ -297,16 +311,15 @@ class AffWild2Dataset(Dataset):
 
 def resize_frames(frames: np.ndarray, cfg: AlignmentConfig) -> torch.Tensor:
     """``uint8 (U, H, W, 3)`` RGB -> ``(U, 3, S, S)`` resized (bilinear, antialiased) and Kinetics-normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
+    raw = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    group = max(1, READ_BYTES // (4 * raw[0].numel())) if len(raw) else 1  # float copies of a few frames at a time
+    x = torch.cat([F.interpolate(raw[k:k + group].float().div_(255.0), size=(cfg.image_size, cfg.image_size),
+                                 mode="bilinear", antialias=True, align_corners=False)
+                   for k in range(0, len(raw), group)]) if len(raw) else \
+        torch.zeros(0, 3, cfg.image_size, cfg.image_size)
     mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(KINETICS_STD).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def video_clips(frames: np.ndarray, idx: np.ndarray, cfg: AlignmentConfig) -> torch.Tensor:
-    """Frames ``uint8 (U, H, W, 3)`` and, per step, the indices into them ``(L, T)`` -> clips ``(L, 3, T, S, S)``."""
-    return resize_frames(frames, cfg)[torch.from_numpy(idx)].permute(0, 2, 1, 3, 4).contiguous()
 
 
 def audio_steps(segments: torch.Tensor, cfg: AlignmentConfig) -> torch.Tensor:

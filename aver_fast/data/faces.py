@@ -24,7 +24,7 @@ MIN_FACE = 0.05  # smallest face, as a fraction of the frame's short side
 HOLD_S = 0.5  # gaps up to this long are bridged; longer gaps are masked
 SMOOTH = 5  # frames in the centred moving average of the box
 FACE_MODES = ("auto", "detect", "none")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed to the video's content, boxes validated
 
 
 @functools.cache
@@ -157,29 +157,54 @@ class FaceTrack:
         return os.path.splitext(video.rstrip(os.sep))[0] + ".faces.npz"
 
     @classmethod
-    def load_or_detect(cls, video: str, frames_of, n_frames: int, fps: float, chunk: int = 256) -> "FaceTrack":
-        """The cached track beside ``video`` when it matches (same frame count and settings), else detection over
-        ``frames_of(indices)`` in chunks, tracking, and the cache written (a read-only folder only warns)."""
+    def load_or_detect(cls, video: str, frames_of, n_frames: int, fps: float, chunk: int | None = None
+                       ) -> "FaceTrack":
+        """The cached track beside ``video`` when it is this video's (same content digest, frame count and
+        settings) and holds valid boxes, else detection over ``frames_of(indices)`` in chunks of ``chunk`` frames
+        (default: as many as :data:`~aver_fast.data.media.READ_BYTES` of raw pixels), tracking, and the cache
+        written (a read-only folder only warns). A stale or damaged cache is detected again, with a warning."""
+        from .media import READ_BYTES, content_digest
+
         path = cls.cache_path(video)
         settings = np.array([CACHE_VERSION, n_frames, fps, HOLD_S, SMOOTH, MARGIN, DETECT_SIDE, MIN_FACE])
+        content = content_digest(video)
         if os.path.isfile(path):
             try:
                 with np.load(path, allow_pickle=False) as z:
-                    if z["settings"].shape == settings.shape and np.allclose(z["settings"], settings):
-                        return cls(torch.from_numpy(z["boxes"]))
-            except (OSError, ValueError, KeyError):
-                warnings.warn(f"{path}: damaged face cache, detecting again", RuntimeWarning, stacklevel=2)
+                    if (z["settings"].shape == settings.shape and np.allclose(z["settings"], settings)
+                            and str(z["content"]) == content):
+                        return cls(_valid_boxes(z["boxes"], n_frames, path))
+                warnings.warn(f"{path}: the face cache is of another video or version, detecting again",
+                              RuntimeWarning, stacklevel=2)
+            except (OSError, ValueError, KeyError, EOFError) as e:
+                warnings.warn(f"{path}: damaged face cache ({e}), detecting again", RuntimeWarning, stacklevel=2)
+        if chunk is None:
+            h, w = frames_of(np.array([0])).shape[1:3]
+            chunk = max(1, READ_BYTES // (h * w * 3))
         raw = torch.cat([detect_faces(frames_of(np.arange(a, min(n_frames, a + chunk))))
                          for a in range(0, n_frames, chunk)])
         track = cls(track_faces(raw, fps))
         try:
             tmp = path + ".tmp.npz"
-            np.savez(tmp, boxes=track.boxes.numpy(), raw=raw.numpy(), settings=settings)
+            np.savez(tmp, boxes=track.boxes.numpy(), raw=raw.numpy(), settings=settings, content=np.array(content))
             os.replace(tmp, path)
         except OSError as e:
             warnings.warn(f"cannot cache face boxes at {path} ({e}); they will be detected again next time",
                           RuntimeWarning, stacklevel=2)
         return track
+
+
+def _valid_boxes(boxes: np.ndarray, n_frames: int, path: str) -> torch.Tensor:
+    """Cached boxes as float32 ``(n_frames, 4)``, each row NaN (no face) or finite with ``x0 < x1``, ``y0 < y1``;
+    anything else raises ValueError naming ``path``."""
+    if boxes.dtype.kind != "f" or boxes.shape != (n_frames, 4):
+        raise ValueError(f"{path}: boxes are {boxes.dtype} {boxes.shape}, expected float ({n_frames}, 4)")
+    b = boxes.astype(np.float32)
+    empty = np.isnan(b).all(axis=1)
+    face = b[~empty]
+    if not np.isfinite(face).all() or not ((face[:, 2] > face[:, 0]) & (face[:, 3] > face[:, 1])).all():
+        raise ValueError(f"{path}: boxes hold partly-NaN, infinite, empty or inverted rows")
+    return torch.from_numpy(b)
 
 
 class OnlineFaces:

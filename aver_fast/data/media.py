@@ -1,7 +1,6 @@
 """Reading video frames (decord, or a folder of JPEG frames) and audio (soundfile, or the video container)."""
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 
@@ -12,6 +11,8 @@ from .errors import MediaError
 from .resample import resample
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
+FRAME_EXTS = (".jpg", ".png")  # a frame folder's numbered frames: 00001.jpg, 00002.jpg, ...
+READ_BYTES = 64 << 20  # raw frames read at a time (about 10 frames of 1080p): memory does not grow with resolution
 
 # Decoders inherited by a forked worker from its parent: destroying one there hangs (its threads did not survive
 # the fork), so a worker keeps them referenced, unused, for its lifetime.
@@ -22,6 +23,54 @@ def abandon_inherited(obj) -> None:
     """Keep ``obj`` (holding a parent's decoder) alive in this forked process instead of destroying it."""
     _INHERITED.append(obj)
 AUDIO_EXTS = (".wav", ".flac")
+
+
+def frame_files(folder: str) -> list[str]:
+    """The frames of a frame folder, in number order: files ``<number>.jpg``/``.png``. An image that is not
+    numbered (a cover, a plot), a video inside, or two frames with one number make the folder ambiguous:
+    :class:`MediaError` naming the file. Other files (audio, caches) are ignored."""
+    numbered: dict[int, str] = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in VIDEO_EXTS:
+            raise MediaError(path, "a video inside a frame folder: is the folder a video (numbered frames) or a "
+                                   "folder of videos? Keep one kind per folder")
+        if ext.lower() not in FRAME_EXTS:
+            continue
+        if not stem.isdigit():
+            raise MediaError(path, "is not a numbered frame: a frame folder holds only 00001.jpg, 00002.jpg, ... "
+                                   "(move other images away)")
+        if int(stem) in numbered:
+            raise MediaError(path, f"has the number of {numbered[int(stem)]}: two frames {int(stem)}")
+        numbered[int(stem)] = path
+    if not numbered:
+        raise MediaError(folder, "frame folder has no .jpg/.png frames (numbered 00001.jpg, 00002.jpg, ...)")
+    return [numbered[k] for k in sorted(numbered)]
+
+
+def content_digest(path: str, blocks: int = 16, block: int = 1 << 16) -> str:
+    """A cheap digest of a video file's (or frame folder's) content: its size and ``blocks`` evenly spaced
+    ``block``-byte samples (per frame file: its name, size and first block, for up to ``blocks`` frames). Another
+    video of the same length and frame rate gives another digest; reading it costs about 1 MB."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = frame_files(path) if os.path.isdir(path) else [path]
+    if len(files) > 1:
+        h.update("\0".join(f"{os.path.basename(f)}:{os.path.getsize(f)}" for f in files).encode())
+        picks = [files[int(k)] for k in np.linspace(0, len(files) - 1, min(blocks, len(files)))]
+        offsets = {f: [0] for f in picks}
+    else:
+        size = os.path.getsize(files[0])
+        h.update(str(size).encode())
+        offsets = {files[0]: sorted({int(k) for k in np.linspace(0, max(size - block, 0), blocks)})}
+    for f, starts in offsets.items():
+        with open(f, "rb") as fh:
+            for start in starts:
+                fh.seek(start)
+                h.update(fh.read(block))
+    return h.hexdigest()
 
 
 class VideoSource:
@@ -36,11 +85,10 @@ class VideoSource:
         self._reader = None
         self._pid = os.getpid()
         self._files: list[str] | None = None
+        self._size: tuple[int, int] | None = None  # a frame folder's frame size (its first frame's)
+        self._frame_bytes: int | None = None  # bytes of one decoded frame
         if os.path.isdir(self.path):
-            self._files = sorted(glob.glob(os.path.join(self.path, "*.jpg")) +
-                                 glob.glob(os.path.join(self.path, "*.png")))
-            if not self._files:
-                raise MediaError(self.path, "frame folder has no .jpg/.png frames")
+            self._files = frame_files(self.path)
         elif not os.path.isfile(self.path):
             raise MediaError(self.path, "video file not found")
 
@@ -83,6 +131,13 @@ class VideoSource:
             for i in indices:
                 try:
                     with Image.open(self._files[i]) as im:
+                        if self._size is None:
+                            with Image.open(self._files[0]) as first:
+                                self._size = first.size
+                        if im.size != self._size:
+                            raise MediaError(self._files[i], f"is {im.size[0]}x{im.size[1]} but the folder's "
+                                                             f"first frame is {self._size[0]}x{self._size[1]}: "
+                                                             f"frames of one video have one size")
                         out.append(np.asarray(im.convert("RGB")))
                 except OSError as e:
                     raise MediaError(self._files[i], f"cannot read frame ({e})") from None
@@ -94,10 +149,56 @@ class VideoSource:
         except Exception as e:
             raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
 
+    def frames_per_read(self, limit: int = 64) -> int:
+        """How many frames to read at a time so that a read holds at most :data:`READ_BYTES` of raw pixels (at
+        least 1, at most ``limit``)."""
+        if self._frame_bytes is None:
+            self._frame_bytes = int(np.prod(self.frames(np.array([0])).shape[1:]))
+        return max(1, min(limit, READ_BYTES // self._frame_bytes))
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_reader"] = None  # decoders are opened per process
         return state
+
+
+class FrameStream:
+    """The frames of a video file or frame folder in order, ``read(k)`` at a time (uint8 ``(<=k, H, W, 3)``; empty
+    at the end). Files are decoded sequentially with PyAV: decord's random-access reader grows frame pools of
+    ~2.5 GB at 1080p, whatever is read, so whole-video passes (``predict``, face detection) stream instead."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        self.position = 0  # frames delivered
+        self._folder = VideoSource(self.path) if os.path.isdir(self.path) else None
+        self._frames = None if self._folder is not None else self._decode()
+
+    def _decode(self):
+        import av
+
+        try:
+            container = av.open(self.path)
+            stream = container.streams.video[0]
+        except Exception as e:  # PyAV raises its own error types per failure
+            raise MediaError(self.path, f"cannot decode video ({type(e).__name__}: {str(e)[:200]})") from None
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except Exception as e:
+            raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
+        finally:
+            container.close()
+
+    def read(self, k: int) -> np.ndarray:
+        if self._folder is not None:
+            idx = np.arange(self.position, min(self.position + k, len(self._folder)))
+            out = self._folder.frames(idx) if len(idx) else np.zeros((0, 0, 0, 3), np.uint8)
+        else:
+            frames = [f for _, f in zip(range(k), self._frames, strict=False)]  # stops at k or at the end
+            out = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+        self.position += len(out)
+        return out
 
 
 @dataclass

@@ -15,6 +15,7 @@ annotation is marked invalid (-5), as in Aff-Wild2.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -94,10 +95,24 @@ def voice(valence: np.ndarray, arousal: np.ndarray, fps: float, sample_rate: int
     return (wave + 0.003 * rng.standard_normal(n)).astype(np.float32)
 
 
+MIN_SIZE, MAX_SIZE = 16, 4096  # frame side in pixels
+MIN_SECONDS, MAX_SECONDS = 2.0, 3600.0
+
+
 def make_synthetic(out: str | os.PathLike, videos: int = 8, seed: int = 0, seconds: float = 30.0, fps: float = 30.0,
                    size: int = 112, sample_rate: int = 44100) -> list[str]:
     """Write ``videos`` videos as ``out/videos/synth_XXX.mp4`` and ``out/annotations/synth_XXX.txt``; returns the
-    names. Deterministic in ``seed``. Also writes ``out/synthetic.json`` with the settings."""
+    names. Deterministic in ``seed``. Also writes ``out/synthetic.json`` with the settings. ``size``: an even number of
+    pixels (H.264's 4:2:0 chroma halves each side), at least 16; ``seconds`` at least 2 (each video has a
+    half-second unlabelled stretch, placed at least a second before its end)."""
+    if isinstance(videos, bool) or not isinstance(videos, int) or videos < 1:
+        raise ValueError(f"videos must be a whole number >= 1, got {videos!r}")
+    if not (isinstance(size, int) and size >= MIN_SIZE and size % 2 == 0 and size <= MAX_SIZE):
+        raise ValueError(f"size must be an even number of pixels in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
+    if not (math.isfinite(seconds) and MIN_SECONDS <= seconds <= MAX_SECONDS):
+        raise ValueError(f"seconds must be in [{MIN_SECONDS:g}, {MAX_SECONDS:g}], got {seconds!r}")
+    if not (math.isfinite(fps) and 1 <= fps <= 240):
+        raise ValueError(f"fps must be in [1, 240], got {fps!r}")
     os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     os.makedirs(os.path.join(out, "annotations"), exist_ok=True)
     names = []

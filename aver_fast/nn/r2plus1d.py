@@ -8,14 +8,29 @@ import torch
 from torch import nn
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` whose gradients stay right under CPU bfloat16 autocast: oneDNN's bf16 Conv3d weight gradient
+    (torch 2.14, measured on an AVX512-BF16 CPU) is garbage (1e22, inf, NaN, varying run to run) for inputs of
+    depth 2 with a depth-3 kernel, which the later stages of R(2+1)D have. So when a gradient is needed under CPU
+    autocast it computes in float32 (its output cast back); inference keeps bfloat16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.is_grad_enabled()
+                and (x.requires_grad or self.weight.requires_grad)):
+            with torch.autocast("cpu", enabled=False):
+                out = super().forward(x.float())
+            return out.to(torch.get_autocast_dtype("cpu"))  # the rest of the network as under autocast
+        return super().forward(x)
+
+
 class Conv2Plus1D(nn.Sequential):
     """Spatial ``(1,3,3)`` conv -> BN -> ReLU -> temporal ``(3,1,1)`` conv (torchvision layout)."""
 
     def __init__(self, in_planes: int, out_planes: int, mid_planes: int, stride: int = 1) -> None:
         super().__init__(
-            nn.Conv3d(in_planes, mid_planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+            Conv3d(in_planes, mid_planes, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
             nn.BatchNorm3d(mid_planes), nn.ReLU(inplace=True),
-            nn.Conv3d(mid_planes, out_planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
+            Conv3d(mid_planes, out_planes, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
 
 
 class BasicBlock3d(nn.Module):
@@ -28,7 +43,7 @@ class BasicBlock3d(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(nn.Conv3d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm3d(planes))
+            self.downsample = nn.Sequential(Conv3d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm3d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = x if self.downsample is None else self.downsample(x)
@@ -51,9 +66,9 @@ class R2Plus1D18(nn.Module):
             raise ValueError(f"widths and blocks need 4 entries, got {widths}, {blocks}")
         stem_mid = 45 * widths[0] // 64
         self.stem = nn.Sequential(
-            nn.Conv3d(3, stem_mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), nn.BatchNorm3d(stem_mid),
+            Conv3d(3, stem_mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), nn.BatchNorm3d(stem_mid),
             nn.ReLU(inplace=True),
-            nn.Conv3d(stem_mid, widths[0], (3, 1, 1), 1, (1, 0, 0), bias=False), nn.BatchNorm3d(widths[0]),
+            Conv3d(stem_mid, widths[0], (3, 1, 1), 1, (1, 0, 0), bias=False), nn.BatchNorm3d(widths[0]),
             nn.ReLU(inplace=True))
         in_planes = widths[0]
         for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):

@@ -26,6 +26,7 @@ import torch
 ENV_VAR = "AVER_FAST_AUTOTUNE"
 CACHE_ENV = "AVER_FAST_CACHE_DIR"
 REPEATS = 5
+MAX_CACHE_BYTES = 1 << 20  # a table of a few hundred keys; a larger file is not ours
 _MEMORY: dict[str, str] = {}
 _LOADED: set[str] = set()
 
@@ -63,14 +64,17 @@ def _load(path: str) -> None:
         return
     _LOADED.add(path)
     try:
+        if os.path.getsize(path) > MAX_CACHE_BYTES:
+            raise ValueError(f"{os.path.getsize(path)} bytes, more than a backend table holds")
         with open(path) as f:
             data = json.load(f)
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise ValueError("not a {key: backend} table")
     except FileNotFoundError:
         return
-    except (OSError, ValueError) as e:
-        warnings.warn(f"aver_fast: ignoring the backend cache {path} ({e}); it will be rewritten", stacklevel=3)
+    except Exception as e:  # noqa: BLE001 -- any damage (bad JSON, nesting too deep, binary): the cache is a hint
+        warnings.warn(f"aver_fast: ignoring the backend cache {path} ({type(e).__name__}: {str(e)[:120]}); it "
+                      f"will be rewritten", stacklevel=3)
         return
     for k, v in data.items():
         _MEMORY.setdefault(k, v)

@@ -39,6 +39,9 @@ def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float
                          f"(shape {tuple(w.shape)})")
     if x.shape[:-2] != j.shape[:-2]:
         raise ValueError(f"x batch dims {tuple(x.shape[:-2])} differ from j batch dims {tuple(j.shape[:-2])}")
+    if x.shape[-2] != j.shape[-2]:
+        raise ValueError(f"x has L={x.shape[-2]} steps (shape {tuple(x.shape)}) but j has L={j.shape[-2]} (shape "
+                         f"{tuple(j.shape)}): Eq. 9 correlates the steps of one sequence, so both have the same L")
     if 0 in w.shape or x.shape[-2] == 0 or j.shape[-2] == 0:
         raise ValueError(f"x, w and j must be non-empty: x{tuple(x.shape)}, w{tuple(w.shape)}, j{tuple(j.shape)}")
     return check_scale(scale, w.shape[1] ** -0.5)
@@ -93,14 +96,14 @@ def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: fl
     """Joint correlation ``tanh((x @ w) @ jᵀ · s)`` (paper Eq. 9 in batch-first layout).
 
     Args:
-        x: ``(..., Lx, C)`` one modality's features (``TLAB_a``).
+        x: ``(..., L, C)`` one modality's features (``TLAB_a``).
         w: ``(C, D)`` the learnable ``W_J``.
-        j: ``(..., Lj, D)`` the joint representation ``J`` (same batch dims as ``x``).
+        j: ``(..., L, D)`` the joint representation ``J`` of the same ``L`` steps (same batch dims as ``x``).
         scale: ``s``; defaults to ``D**-0.5``.
         backend: see :func:`aver_fast.tlab_attention`.
 
     Returns:
-        ``(..., Lx, Lj)`` correlation matrix in ``(-1, 1)``. Under ``torch.autocast`` the inputs are cast to the
+        ``(..., L, L)`` correlation matrix in ``(-1, 1)``. Under ``torch.autocast`` the inputs are cast to the
         autocast dtype first.
     """
     x, w, j = autocast_inputs(x, w, j)

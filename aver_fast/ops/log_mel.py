@@ -162,6 +162,16 @@ def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
     return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
 
 
+def overflowed_frames(x: torch.Tensor) -> torch.Tensor:
+    """The rule for a finite waveform whose power overflows the dtype (``|x|`` beyond ~1e17 in float32): every band
+    of such a frame is NaN, in every backend (a dense product gives 0·inf = NaN in some bands and inf in others,
+    a sparse one inf only). ``x``: mel power or dB ``(N, n_mels, frames)``; with ``top_db`` the NaN then spreads
+    to the whole item, as for a NaN sample."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(x).all()):
+        return x  # the common case, checked without a device sync
+    return x.masked_fill((~torch.isfinite(x)).any(dim=-2, keepdim=True), float("nan"))
+
+
 def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool = False) -> tuple:
     """The per-setting constants, from the one cache (constants to torch.compile too): the Hann window of
     ``win_length``, the same zero-padded (centred) to ``n_fft``, the ``(n_freqs, n_mels)`` filterbank and, with
@@ -192,12 +202,15 @@ def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``."""
     (x,) = upcast_half(waveform)
     lead = x.shape[:-1]
+    frames = num_frames(x.shape[-1], p.n_fft, p.hop_length, p.center)
+    if x.numel() == 0:  # an empty batch: an empty result, as every backend gives
+        return waveform.new_empty((*lead, p.n_mels, frames))
     x = x.reshape(-1, x.shape[-1])
     window, _, fb = _constants(p, x.dtype, x.device)
     spec = torch.stft(x, p.n_fft, p.hop_length, p.win_length, window, center=p.center,
                       pad_mode=p.pad_mode, normalized=False, onesided=True, return_complex=True)
     power = spec.real.square() + spec.imag.square()  # (N, n_freqs, frames)
-    mel = torch.matmul(fb.t(), power)  # (N, n_mels, frames)
+    mel = overflowed_frames(torch.matmul(fb.t(), power))  # (N, n_mels, frames)
     db = apply_top_db(10.0 * torch.log10(torch.clamp(mel, min=AMIN)), p.top_db)
     return db.reshape(*lead, p.n_mels, db.shape[-1]).to(waveform.dtype)
 
@@ -220,7 +233,8 @@ def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
                                       PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    return _nonfinite_frames(waveform, out, p).reshape(*waveform.shape[:-1], p.n_mels, frames)
+    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
 def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -> torch.Tensor:
@@ -322,7 +336,8 @@ def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), cos, sin, n_start, n_end, fb, p.hop_length,
                                              p.center, PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    return _nonfinite_frames(waveform, out, p).reshape(*waveform.shape[:-1], p.n_mels, frames)
+    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,

@@ -30,3 +30,20 @@ def test_the_report_names_the_edge_mode():
     results = {"run/best": {"clean": {"raw": r, "post": r, "smoothing_edges": "mirror", "params": []}}}
     assert "with 'mirror' edges" in markdown(results)
     json.dumps(results)
+
+
+@pytest.mark.parametrize("conditions, message", [("", "no conditions to evaluate"),
+                                                 ("clean,blur:sigma=0", r"sigma must be in \(0, 100\]"),
+                                                 ("clean,bursts:rate=1e7", r"rate must be in \[0, 20\]")])
+def test_conditions_are_checked_before_any_work(tmp_path, capsys, conditions, message):
+    """Was: --conditions "" exited 0 with an empty report; sigma=0 gave NaN and rate=1e7 hung, after the model
+    had run on the earlier conditions. Now every condition is parsed before the checkpoint is even read."""
+    import re
+
+    from aver_fast.cli import main
+
+    code = main(["evaluate", str(tmp_path / "nothing"), "--data", str(tmp_path), "--conditions", conditions,
+                 "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err) and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "eval").exists()

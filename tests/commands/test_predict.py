@@ -139,3 +139,131 @@ def test_own_video_with_a_face_is_cropped_tracked_and_masked(setup, tmp_path, ca
     monkeypatch.setattr(faces, "detect_faces", lambda *_: pytest.fail("detected again"))
     assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--step", "4"]) == 0
     assert (tmp_path / "again" / "me.csv").read_text() == (tmp_path / "out" / "me.csv").read_text()
+
+
+def _folder(root, tmp_path, names):
+    """A folder of copies of the synthetic videos under the given names."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i, name in enumerate(names):
+        shutil.copy(root / "data" / "videos" / f"synth_00{i % 3}.mp4", videos / name)
+    return videos
+
+
+def _run(videos, ckpt, out, *extra):
+    return main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--step", "4", "--faces", "none",
+                 *extra])
+
+
+def _statuses(out):
+    return {os.path.basename(r["video"]): r["status"] for r in csv.DictReader(open(out / "summary.csv"))}
+
+
+def test_a_partial_csv_is_redone_and_earlier_summary_rows_are_kept(setup, tmp_path, capsys):
+    """Was: any existing CSV (a killed --stream's half) counted as complete; a resumed run dropped the summary's
+    numbers for the videos it skipped."""
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["a.mp4", "b.mp4"])
+    out = tmp_path / "out"
+    assert _run(videos, ckpt, out) == 0
+    first = {r["video"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    whole = (out / "a.csv").read_text()
+    (out / "a.csv").write_text("\n".join(whole.splitlines()[:40]) + "\n")  # as a kill -9 mid-write leaves it
+    assert _run(videos, ckpt, out) == 0
+    capsys.readouterr()
+    assert _statuses(out) == {"a.mp4": "redone (its CSV was incomplete)", "b.mp4": "skipped (already complete)"}
+    assert (out / "a.csv").read_text() == whole
+    again = {r["video"]: r for r in csv.DictReader(open(out / "summary.csv"))}
+    b = str(videos / "b.mp4")
+    assert again[b]["frames"] == first[b]["frames"] == "150" and again[b]["mean_valence"] == first[b]["mean_valence"]
+
+
+def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys):
+    """Was: a rerun with another --step, --precision or checkpoint silently kept the old CSVs."""
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["a.mp4"])
+    out = tmp_path / "out"
+    assert _run(videos, ckpt, out) == 0
+    step4 = (out / "a.csv").read_text()
+    assert _run(videos, ckpt, out, "--step", "8") == 0
+    assert _statuses(out) == {"a.mp4": "redone (made with another step)"}
+    assert (out / "a.csv").read_text() != step4
+    other = str(tmp_path / "other" / "best")
+    torch.manual_seed(1)
+    cfg = TrainConfig(preset="tiny")
+    save_run(other, AVER(cfg.model_config()), cfg, {"train": [], "val": [], "test": []}, epoch=1)
+    assert _run(videos, other, out, "--step", "8") == 0
+    assert _statuses(out) == {"a.mp4": "redone (made with another checkpoint)"}
+    shutil.copy(root / "data" / "videos" / "synth_001.mp4", videos / "a.mp4")  # another video, same name
+    assert _run(videos, other, out, "--step", "8") == 0
+    capsys.readouterr()
+    assert _statuses(out) == {"a.mp4": "redone (made with another video_content)"}
+
+
+def test_a_video_named_summary_keeps_its_own_csv(setup, tmp_path, capsys):
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["summary.mp4", "x.mp4"])
+    out = tmp_path / "out"
+    assert _run(videos, ckpt, out) == 0
+    capsys.readouterr()
+    assert set(_statuses(out)) == {"summary.mp4", "x.mp4"}
+    assert (out / "summary.video.csv").read_text().startswith("frame,time_s,valence,arousal\n")
+
+
+def test_one_bad_video_never_stops_the_batch(setup, tmp_path, capsys, monkeypatch):
+    """Was: a file named 0$\\frac{$.mp4 made the plot raise (mathtext), exit 2, the others never done, no summary.
+    The name is now plotted as text; any other unexpected error is recorded and the batch goes on."""
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["0$\\frac{$.mp4", "b.mp4", "c.mp4"])
+    import aver_fast.plots as plots
+
+    real = plots.plot
+
+    def flaky(pred, gt, fps, stem, title=None):
+        if stem.endswith("c"):
+            raise RuntimeError("an unexpected failure")
+        return real(pred, gt, fps, stem, title)
+    monkeypatch.setattr(plots, "plot", flaky)
+    out = tmp_path / "out"
+    assert _run(videos, ckpt, out) == 1
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["done"], report["failed"]) == (2, 1)
+    statuses = _statuses(out)
+    assert statuses["0$\\frac{$.mp4"] == "done" and statuses["b.mp4"] == "done"
+    assert statuses["c.mp4"] == "failed: RuntimeError: an unexpected failure"
+
+
+def test_a_cover_image_beside_videos_is_no_frame_folder(setup, tmp_path, capsys):
+    """Was: two mp4s and cover.jpg made the folder a one-frame "video" of the cover (and predict DIR --out DIR
+    twice did it through the plots)."""
+    from PIL import Image
+
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["a.mp4", "b.mp4"])
+    Image.new("RGB", (32, 32)).save(videos / "cover.jpg")
+    assert _run(videos, ckpt, videos) == 0
+    assert _run(videos, ckpt, videos) == 0  # its own plots in the folder now
+    capsys.readouterr()
+    assert set(_statuses(videos)) == {"a.mp4", "b.mp4"}
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32)).save(frames / f"{i + 1:05d}.jpg")
+    Image.new("RGB", (32, 32)).save(frames / "cover.jpg")
+    assert _run(frames, ckpt, tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "cover.jpg: is not a numbered frame" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_users_own_csv_or_json_of_the_same_name_is_never_overwritten(setup, tmp_path, capsys):
+    root, ckpt = setup
+    videos = _folder(root, tmp_path, ["a.mp4", "b.mp4"])
+    (videos / "a.csv").write_text("time,my,own,annotations\n0,1,2,3\n")
+    (videos / "b.predict.json").write_text('{"camera": "mine"}')
+    assert _run(videos, ckpt, videos) == 1  # outputs into the folder of the user's files
+    capsys.readouterr()
+    statuses = _statuses(videos)
+    assert "a.csv: exists and was not written by aver-fast predict" in statuses["a.mp4"]
+    assert "b.predict.json: exists and is not a predict record" in statuses["b.mp4"]
+    assert (videos / "a.csv").read_text() == "time,my,own,annotations\n0,1,2,3\n"
+    assert (videos / "b.predict.json").read_text() == '{"camera": "mine"}'

@@ -251,3 +251,64 @@ def test_bfloat16_autocast_training_on_cpu(data, tmp_path):
     assert best is not None and math.isfinite(best["mean"])
     log = [json.loads(line) for line in open(tmp_path / "amp" / "log.jsonl")]
     assert log[0]["batches"] == 3 and math.isfinite(log[0]["loss"])
+
+
+def test_saving_never_deletes_through_a_link_outside_the_run(data, tmp_path, capsys):
+    """Was: a RUN/best link to a folder elsewhere made the first save delete that folder."""
+    outside = tmp_path / "victim"
+    outside.mkdir()
+    (outside / "f").write_text("keep")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / "best")
+    assert main(["train", "--data", data, "--out", str(run), "--preset", "tiny", "--set", "epochs=1",
+                 "--set", "max_batches=1", "--set", "batch_size=2"]) == 2
+    err = capsys.readouterr().err
+    assert "best is a link to" in err and "outside" in err and len(err.strip().splitlines()) == 1
+    assert (outside / "f").read_text() == "keep" and not (run / "log.jsonl").exists()
+
+
+@pytest.mark.parametrize("blocker", ["best", "last", "log.jsonl"])
+def test_a_foreign_best_last_or_log_fails_before_an_epoch(data, tmp_path, blocker, monkeypatch):
+    import aver_fast.commands.train as T
+
+    monkeypatch.setattr(T, "_forward", lambda *_: pytest.fail("trained before the run folder was checked"))
+    run = tmp_path / "run"
+    run.mkdir()
+    if blocker == "log.jsonl":
+        target = tmp_path / "someone_elses.log"
+        target.write_text("theirs\n")
+        os.symlink(target, run / blocker)
+    else:
+        (run / blocker).mkdir()  # a regular folder: once found only when the first save failed
+    with pytest.raises(ValueError, match=f"{blocker} (exists and is not a checkpoint link|is not a regular file)"):
+        train(cfg(data, run, epochs=1))
+    assert not (run / ".checkpoints").exists() or not os.listdir(run / ".checkpoints")
+    if blocker == "log.jsonl":
+        assert (tmp_path / "someone_elses.log").read_text() == "theirs\n"
+
+
+def test_resume_refuses_settings_it_would_silently_ignore(data, tmp_path):
+    train(cfg(data, tmp_path / "run", epochs=1))
+    with pytest.raises(ValueError, match=r"lr=0.5 \(the run has 0.002\) cannot change mid-run"):
+        train(cfg(data, tmp_path / "run", epochs=2, lr=0.5), resume=True)
+    with pytest.raises(ValueError, match="batch_size=2 .* seed=3 "):
+        train(cfg(data, tmp_path / "run", epochs=2, batch_size=2, seed=3), resume=True)
+    best = train(cfg(data, tmp_path / "run", epochs=2, max_batches=2), resume=True)  # how long: may change
+    assert best is not None
+    state = load_checkpoint(str(tmp_path / "run" / "last"))[1]
+    assert (state["epoch"], state["config"]["epochs"], state["config"]["lr"]) == (2, 2, 2e-3)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("max_batches=-1", "max_batches must be >= 0"), ("lr_decay_every=0", "lr_decay_every must be >= 1"),
+    ("device=bogus", "device must be 'auto' or a torch device"),
+    ("device=cuda", "device 'cuda' is not available"), ("device=meta", "training runs on 'cpu' or 'cuda'"),
+], ids=["negative-cap", "zero-period", "bogus", "cuda", "meta"])
+def test_bad_settings_are_one_line_before_any_work(data, tmp_path, capsys, setting, message):
+    if setting == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: device=cuda is valid here")
+    code = main(["train", "--data", data, "--out", str(tmp_path / "run"), "--preset", "tiny", "--set", setting])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "log.jsonl").exists()

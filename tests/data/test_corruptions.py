@@ -74,3 +74,17 @@ def test_bad_specs():
     with pytest.raises(ValueError, match="babble needs"):
         parse_condition("babble-5db")(Clip(np.zeros((1, 2, 2, 3), np.uint8), np.zeros(10, np.float32), 16000),
                                       np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("bursts:rate=1e7", r"rate must be in \[0, 20\]"), ("blur:sigma=0", r"sigma must be in \(0, 100\]"),
+    ("blur:sigma=-1", "sigma must be in"), ("occlusion:fraction=-0.5", r"fraction must be in \[0, 1\]"),
+    ("drop:fraction=2", "fraction must be in"), ("white:snr_db=nan", "snr_db must be in"),
+    ("babble:voices=2.5", "voices must be a whole number"), ("occlusion:size=0", "size must be in"),
+    ("lighting:contrast=-1", "contrast must be in"),
+], ids=["burst-rate", "blur-zero", "blur-negative", "occlusion-negative", "drop-over-one", "snr-nan",
+        "voices-fraction", "size-zero", "contrast-negative"])
+def test_parameters_are_checked_when_the_condition_is_parsed(spec, message):
+    """Was: bursts at 1e7/s hung, sigma 0 gave a NaN kernel, negative fractions were accepted."""
+    with pytest.raises(ValueError, match=f"condition '{spec}': bad parameters for .*{message}"):
+        parse_condition(spec)

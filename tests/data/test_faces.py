@@ -71,6 +71,7 @@ def test_crops_are_square_112_px_around_the_face(clip):
 def test_the_track_is_cached_beside_the_video(clip, tmp_path, monkeypatch):
     video, _ = clip
     path = str(tmp_path / "clip.mp4")
+    (tmp_path / "clip.mp4").write_bytes(b"the video's bytes")  # what the cache is keyed to
     calls = []
 
     def frames_of(idx):
@@ -83,7 +84,8 @@ def test_the_track_is_cached_beside_the_video(clip, tmp_path, monkeypatch):
     torch.testing.assert_close(again.boxes, first.boxes, equal_nan=True)
     assert again.valid[:60].all() and not again.valid[60:].any()
     monkeypatch.undo()
-    other = FaceTrack.load_or_detect(path, lambda idx: video[idx % 90], 100, 30.0)  # another length: detect
+    with pytest.warns(RuntimeWarning, match="of another video or version"):
+        other = FaceTrack.load_or_detect(path, lambda idx: video[idx % 90], 100, 30.0)  # another length: detect
     assert other.boxes.shape == (100, 4)
     (tmp_path / "clip.faces.npz").write_bytes(b"damaged")
     with pytest.warns(RuntimeWarning, match="damaged face cache"):
@@ -124,3 +126,36 @@ def test_online_faces_are_causal_held_then_masked(clip):
     assert np.concatenate(crops).shape == (90, 112, 112, 3)
     assert valid[:60].all(), "the 8-frame gap is held"
     assert not valid[60 + 15 + 3:].any(), "masked once the face has been gone for over 0.5 s"
+
+
+def test_a_cache_of_another_video_of_the_same_length_is_not_reused(clip, tmp_path):
+    """Was: the cache was checked against frame count and fps only; a replaced video got the old boxes."""
+    video, _ = clip
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"first video" * 1000)
+    first = FaceTrack.load_or_detect(str(path), lambda idx: video[idx], len(video), 30.0)
+    assert first.valid[:60].all()
+    path.write_bytes(b"other video" * 1000)  # same length and rate, other content: no face in it
+    blank = np.zeros_like(video)
+    with pytest.warns(RuntimeWarning, match="of another video or version"):
+        second = FaceTrack.load_or_detect(str(path), lambda idx: blank[idx], len(video), 30.0)
+    assert not second.valid.any()
+
+
+@pytest.mark.parametrize("boxes", [
+    np.zeros((90, 4), dtype=np.int64), np.zeros((91, 4), dtype=np.float32), np.zeros((90, 5), dtype=np.float32),
+    np.tile(np.float32([10, 10, 10, 40]), (90, 1)), np.tile(np.float32([40, 10, 10, 40]), (90, 1)),
+    np.tile(np.float32([0, 0, np.inf, 40]), (90, 1)), np.tile(np.float32([np.nan, 0, 5, 40]), (90, 1)),
+], ids=["int", "too-many", "five-columns", "degenerate", "inverted", "infinite", "part-nan"])
+def test_bad_cached_boxes_are_detected_again(clip, tmp_path, boxes):
+    video, _ = clip
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"video")
+    first = FaceTrack.load_or_detect(str(path), lambda idx: video[idx], len(video), 30.0)
+    cache = FaceTrack.cache_path(str(path))
+    with np.load(cache) as z:
+        fields = dict(z)
+    np.savez(cache, **(fields | {"boxes": boxes}))
+    with pytest.warns(RuntimeWarning, match="damaged face cache .*boxes"):
+        again = FaceTrack.load_or_detect(str(path), lambda idx: video[idx], len(video), 30.0)
+    torch.testing.assert_close(again.boxes, first.boxes, equal_nan=True)

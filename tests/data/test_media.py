@@ -102,3 +102,37 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError, match="camera"):
         write_video(str(path), bad_frames(), 10.0)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_frame_folder_is_numbered_frames_of_one_size(tmp_path):
+    from PIL import Image
+
+    from aver_fast.data.media import content_digest, frame_files
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for i, f in enumerate(frames(12)):
+        Image.fromarray(f).save(folder / f"{i + 1}.png")  # numbered without zero padding: sorted by number
+    (folder / "notes.txt").write_text("ignored")
+    assert [os.path.basename(f) for f in frame_files(str(folder))] == [f"{i}.png" for i in range(1, 13)]
+    digest = content_digest(str(folder))
+    Image.new("RGB", (40, 32)).save(folder / "13.png")
+    assert content_digest(str(folder)) != digest
+    with pytest.raises(MediaError, match=r"13.png: is 40x32 but the folder's first frame is 32x32"):
+        VideoSource(str(folder)).frames(np.arange(13))
+    Image.new("RGB", (32, 32)).save(folder / "cover.jpg")
+    with pytest.raises(MediaError, match="cover.jpg: is not a numbered frame"):
+        VideoSource(str(folder))
+    os.remove(folder / "cover.jpg")
+    Image.new("RGB", (32, 32)).save(folder / "0013.jpg")
+    with pytest.raises(MediaError, match=r"13.png: has the number of .*0013.jpg: two frames 13"):
+        VideoSource(str(folder))
+
+
+def test_the_content_digest_tells_videos_of_one_length_apart(tmp_path):
+    from aver_fast.data.media import content_digest
+
+    a, b = str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")
+    write_video(a, frames(10), 10.0)
+    write_video(b, frames(10)[::-1], 10.0)
+    assert content_digest(a) == content_digest(a) != content_digest(b)

@@ -64,3 +64,15 @@ def test_corrupt_command_writes_a_loadable_copy_with_its_condition(synth_root, t
     assert main(["corrupt", synth_root, synth_root, "--condition", "dual"]) == 2
     assert main(["corrupt", synth_root, str(tmp_path / "x"), "--condition", "rain"]) == 2
     assert "unknown corruption" in capsys.readouterr().err
+
+
+def test_bad_sizes_and_lengths_are_one_line(tmp_path, capsys):
+    """Was: --size 0 or 7 and --seconds 0 or -5 ended in tracebacks from the encoder or numpy."""
+    for flag, value, message in (("--size", "0", "size must be an even number"),
+                                 ("--size", "7", "size must be an even number"),
+                                 ("--seconds", "0", "seconds must be in [2, 3600]"),
+                                 ("--seconds", "-5", "seconds must be in"), ("--videos", "0", "videos must be")):
+        assert main(["make-synthetic", str(tmp_path / "d"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists(), "nothing written"

@@ -69,3 +69,14 @@ def test_nan_and_inf_samples_give_nan_where_the_reference_does(bad):
     ref = log_mel_ref(x.double(), **case)
     assert torch.isnan(ref[0]).any() and torch.equal(torch.isnan(out), torch.isnan(ref))
     check(out[1:], ref[1:], 1e-4)
+
+
+def test_a_power_overflow_is_nan_like_the_reference():
+    """The one rule of every backend (tests/ops/test_log_mel_backends.py): frames whose power overflows are NaN."""
+    case = dict(CASES[0][0], top_db=None)
+    x = torch.randn(2, 1001)
+    x[0, 400:600] *= 1e20  # |X|² ~ 1e42: far past float32, whatever the algorithm
+    out = aver_fast.log_mel(x.to(DEVICE), backend="triton", **case).cpu()
+    ref = log_mel_ref(x, **case)
+    assert torch.isnan(ref[0]).any() and torch.equal(torch.isnan(out), torch.isnan(ref))
+    check(out[1:], log_mel_ref(x[1:].double(), **case), 1e-4)

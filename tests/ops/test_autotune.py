@@ -2,6 +2,7 @@
 and an injected timer: the fastest eligible backend is kept per key, in memory and on disk; the cache survives a
 new process and a corrupt file; AVER_FAST_AUTOTUNE=0 and backend= still rule."""
 import json
+import os
 import warnings
 
 import pytest
@@ -109,3 +110,23 @@ def test_a_backend_that_fails_while_measured_is_not_chosen(monkeypatch):
     monkeypatch.setattr(_autotune, "_call", failing)
     with pytest.warns(UserWarning, match="backend 'cpp' of tlab_attention failed while being measured"):
         assert _select(q) == "reference"
+
+
+@pytest.mark.parametrize("content", [b"[" * 100000, b"\x00\xff" * 10, b'{"k": ' * 5000, b"[]"],
+                         ids=["deep-nesting", "binary", "deep-object", "not-a-table"])
+@pytest.mark.usefixtures("tune")
+def test_a_damaged_cache_of_any_kind_is_ignored_with_a_warning(content):
+    """Was: a deeply nested file raised RecursionError on every op call and in `aver-fast backends`."""
+    path = _autotune.cache_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    q = torch.randn(2, 2, 8, 16)
+    with pytest.warns(UserWarning, match="ignoring the backend cache"):
+        out = aver_fast.tlab_attention(q, q, q)
+    assert out.shape == q.shape and json.load(open(path))  # measured, and the file rewritten as a table
+    _autotune._LOADED.clear()
+    with open(path, "wb") as f:
+        f.write(content)
+    with pytest.warns(UserWarning, match="ignoring the backend cache"):  # what `aver-fast backends` reads
+        assert isinstance(_autotune.choices("tlab_attention", torch.device("cpu")), dict)

@@ -14,11 +14,11 @@ def test_matches_eq9_column_layout():
     torch.testing.assert_close(aver_fast.jca_correlation(a, w, torch.cat([a, v], -1)), expected)
 
 
-def test_batched_and_rectangular():
+def test_batched():
     x, w, j = torch.randn(2, 3, 5, 6, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64), \
-        torch.randn(2, 3, 7, 4, dtype=torch.float64)
+        torch.randn(2, 3, 5, 4, dtype=torch.float64)
     out = aver_fast.jca_correlation(x, w, j, scale=0.1)
-    assert out.shape == (2, 3, 5, 7)
+    assert out.shape == (2, 3, 5, 5)
     torch.testing.assert_close(out, torch.tanh(torch.einsum("bhlc,cd,bhmd->bhlm", x, w, j) * 0.1))
 
 
@@ -27,9 +27,10 @@ def test_batched_and_rectangular():
     (lambda x, w, j: (x, w, j[..., :3]), "j has D=3"),
     (lambda x, w, j: (x, w[None], j), "w must be a \\(C, D\\) matrix"),
     (lambda x, w, j: (x, w, j[:1]), "batch dims"),
+    (lambda x, w, j: (x, w, j[:, :3]), "x has L=5 steps .* but j has L=3"),
     (lambda x, w, j: (x.int(), w, j), "x must be a floating-point"),
     (lambda x, w, j: (x, w.double(), j), "w has dtype"),
-], ids=["w-rows", "j-cols", "w-3d", "batch", "x-int", "w-fp64"])
+], ids=["w-rows", "j-cols", "w-3d", "batch", "steps", "x-int", "w-fp64"])
 def test_bad_inputs_name_the_argument(args, match):
     x, w, j = torch.randn(2, 5, 6), torch.randn(6, 4), torch.randn(2, 5, 4)
     with pytest.raises((TypeError, ValueError), match=match):

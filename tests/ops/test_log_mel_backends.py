@@ -130,3 +130,33 @@ def test_nan_and_inf_samples_give_nan_where_the_reference_does(bad, top_db):
     assert torch.equal(torch.isinf(out), torch.isinf(ref))
     ok = torch.isfinite(ref)
     torch.testing.assert_close(out.double()[ok], ref[ok], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("top_db", [80.0, None], ids=["top_db80", "no-top_db"])
+def test_a_finite_wave_whose_power_overflows_is_nan_in_every_backend(top_db):
+    """Was: x 1e18 gave +inf from the C++ kernel and NaN (mixed with inf) from the reference. Rule: a frame whose
+    power overflows is NaN in every band; with top_db its whole item."""
+    require_cpp()
+    case = dict(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40, top_db=top_db)
+    x = torch.randn(3, 4000)
+    x[1, 2000:2400] *= 1e20  # a loud burst in item 1 only: |X|² ~ 1e43, far past float32
+    ref = aver_fast.log_mel(x, backend="reference", **case)
+    out = aver_fast.log_mel(x, backend="cpp", **case)
+    loud = torch.isnan(ref[1]).all(dim=0)
+    assert loud.any() and (loud.all() if top_db else not loud.all()), "the burst's frames (or the item) only"
+    assert torch.isnan(ref[1]).any(dim=0).equal(loud), "a frame is NaN in every band or in none"
+    assert not torch.isnan(ref[[0, 2]]).any() and not torch.isinf(ref).any() and not torch.isinf(out).any()
+    assert torch.equal(torch.isnan(out), torch.isnan(ref))
+    ok = torch.isfinite(ref)
+    torch.testing.assert_close(out[ok], ref[ok], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_an_empty_batch_gives_an_empty_result_in_every_backend(backend):
+    """Was: the reference raised on a zero batch and the C++ kernel returned an empty result."""
+    if backend == "cpp":
+        require_cpp()
+    for shape in ((0, 4000), (2, 0, 4000)):
+        out = aver_fast.log_mel(torch.zeros(shape), backend=backend, sample_rate=16000, n_fft=512, win_length=400,
+                                hop_length=160, n_mels=40)
+        assert out.shape == (*shape[:-1], 40, 26)
