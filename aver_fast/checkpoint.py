@@ -274,7 +274,8 @@ def remove_stale(run: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------ loading
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -319,7 +320,7 @@ def _verify(directory: str) -> None:
         fpath = os.path.join(directory, fname)
         _regular(fpath, sizes.get(fname))
         try:
-            digest = _sha256(fpath)
+            digest = sha256_file(fpath)
         except OSError as e:
             raise CheckpointError(f"cannot read checkpoint file {fpath}: {e.strerror or e}") from None
         if digest != files[fname]:
@@ -358,7 +359,7 @@ def checkpoint_digest(path: str) -> str:
     target = os.path.join(path, MANIFEST) if os.path.isdir(path) else path + ".safetensors"
     try:
         _regular(target, None)
-        return _sha256(target)
+        return sha256_file(target)
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint file {target}: {e.strerror or e}") from None
 

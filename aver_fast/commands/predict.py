@@ -10,6 +10,7 @@ import os
 import statistics
 import time
 
+from ..checkpoint import checkpoint_digest, sha256_file
 from ..data import MediaError
 from ..data.faces import FACE_MODES
 from ..data.media import VIDEO_EXTS, frame_files
@@ -74,18 +75,10 @@ def _name(path: str) -> str:
 def _provenance(video: str, checkpoint: str, step: int, precision: str, faces: str) -> dict:
     """What a video's CSV depends on: the video's content, the checkpoint, the settings, the version."""
     from .._version import __version__
-    from ..checkpoint import checkpoint_digest
     from ..data.media import content_digest
 
     return {"video_content": content_digest(video), "checkpoint": checkpoint_digest(checkpoint), "step": step,
             "precision": precision, "faces": faces, "aver_fast": __version__}
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _record_path(csv_path: str) -> str:
@@ -130,7 +123,7 @@ def completed(video: str, out: str, provenance: dict) -> tuple[dict | None, str]
     if not os.path.isfile(csv_path):
         return None, "new"
     record = _read_record(csv_path)
-    if record is None or record["csv_sha256"] != _sha256(csv_path):
+    if record is None or record["csv_sha256"] != sha256_file(csv_path):
         return None, "redone (its CSV was incomplete)"
     changed = [k for k in provenance if record["made_by"].get(k) != provenance[k]]
     if changed:
@@ -143,14 +136,16 @@ def _write_record(csv_path: str, report: dict, provenance: dict) -> None:
     and digest are what make the CSV count as complete)."""
     path = _record_path(csv_path)
     with open(path + ".tmp", "w") as f:
-        json.dump({"csv_sha256": _sha256(csv_path), "made_by": provenance, "report": report}, f)
+        json.dump({"csv_sha256": sha256_file(csv_path), "made_by": provenance, "report": report}, f)
     os.replace(path + ".tmp", path)
 
 
 def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, batch_size: int = BATCH_SIZE,
-                  precision: str = "fp32", step: int = 1, loaded=None, progress=None, faces: str = "auto") -> dict:
+                  precision: str = "fp32", step: int = 1, loaded=None, progress=None, faces: str = "auto",
+                  made_by: dict | None = None) -> dict:
     """Write ``out/<name>.csv`` (frame, time_s, valence, arousal: one row per frame) and the two plots. The CSV is
-    written under a temporary name and renamed when complete."""
+    written under a temporary name and renamed when complete, then its record (``made_by``: the provenance, computed
+    here unless given)."""
     import numpy as np
     import torch
 
@@ -169,7 +164,7 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     check_ours(csv_path)  # before any work
     model, state = loaded or load_model(checkpoint)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config")
-    made_by = _provenance(video, checkpoint, step, precision, faces)
+    made_by = made_by or _provenance(video, checkpoint, step, precision, faces)
     t0 = time.perf_counter()
     frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision, faces,
                                      on_rows=(lambda rows: progress(len(rows))) if progress else None)
@@ -219,28 +214,29 @@ def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int =
     if clash:
         raise ValueError(f"several videos share a name ({sorted(clash)}): their outputs would overwrite each other")
     results: dict[str, dict] = {}
-    todo: list[tuple[str, str]] = []
+    todo: list[tuple[str, str, dict]] = []
     for v in videos:
         try:
-            earlier, why = (None, "redone (--force)") if force else completed(
-                v, out, _provenance(v, checkpoint, step, precision, faces))
+            made_by = _provenance(v, checkpoint, step, precision, faces)
         except (OSError, ValueError) as e:
             results[v] = {"video": v, "status": f"failed: {e}"}
             continue
+        earlier, why = (None, "redone (--force)") if force else completed(v, out, made_by)
         if earlier is not None:
             results[v] = {**earlier, "status": why}
         else:
-            todo.append((v, why))
+            todo.append((v, why, made_by))
     total = 0
-    for v, _ in todo:
+    for v, _, _ in todo:
         try:
             total += len(VideoSource(v))
         except MediaError:
             pass  # reported when the video itself is read
     with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
-        for v, why in todo:
+        for v, why, made_by in todo:
             try:
-                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update, faces)
+                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update, faces,
+                                  made_by)
                 results[v] = {**r, "status": "done" if why == "new" else why}
             except Exception as e:  # noqa: BLE001 -- one video's failure, whatever it is, never stops the batch
                 results[v] = {"video": v, "status": f"failed: {type(e).__name__}: {e}"
