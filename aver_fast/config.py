@@ -100,9 +100,10 @@ class TrainConfig:
         raised as ValueError starting with ``where``)."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: a run's config must be a table of settings, got {type(d).__name__}")
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"{where}: unknown config keys {unknown}")
+            raise ValueError(f"{where}: unknown config keys {unknown}; valid keys: {known}")
         try:
             return cls(**d)
         except ValueError as e:
@@ -183,10 +184,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, **v
             raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(fields)}")
         merged[key] = _parse_value(fields[key], text)
     merged.update({k: v for k, v in values.items() if v is not None})
-    unknown = sorted(set(merged) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(fields)}")
-    return TrainConfig(**merged)
+    return TrainConfig.from_dict(merged)
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
