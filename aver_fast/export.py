@@ -100,12 +100,12 @@ def export_model(model: AVModel, path: str, format: str = "onnx", features: bool
         open(tmp, "wb").close()
     except OSError as e:
         raise OSError(e.errno, f"cannot write {path} ({e.strerror})") from None
-    model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its device, dtype and mode
-    module = _KeepNaN(_Features(model) if features else model)
-    inputs = example_inputs(model, features)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dynamic = tuple({0: batch} for _ in inputs)
-    try:
+    try:  # from here on the probe (then the export) is removed unless it became the file
+        model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its device, dtype and mode
+        module = _KeepNaN(_Features(model) if features else model)
+        inputs = example_inputs(model, features)
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        dynamic = tuple({0: batch} for _ in inputs)
         with using_backend("reference"), torch.no_grad(), warnings.catch_warnings():
             # PyTorch's own notes while tracing (nn.LSTM's internal weight list, deprecations inside torch)
             warnings.filterwarnings("ignore", message=".*were assigned during export.*")

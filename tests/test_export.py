@@ -166,3 +166,14 @@ def test_the_destination_is_checked_before_the_export(tiny_ckpt, tmp_path, capsy
     assert main(["export", tiny_ckpt, "--format", "exported-program", "--out",
                  str(tmp_path / "a" / "missing" / ".." / "x.pt2")]) == 0  # the folders a path names are made
     assert (tmp_path / "a" / "x.pt2").is_file() and not [f for f in os.listdir(tmp_path / "a") if ".tmp" in f]
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    import aver_fast.export as E
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("tracing failed")
+    monkeypatch.setattr(E.torch.export, "export", broken)
+    with pytest.raises(RuntimeError, match="tracing failed"):
+        export_model(AVER(AVERConfig.tiny()), str(tmp_path / "m.pt2"), "exported-program")
+    assert os.listdir(tmp_path) == [], "neither the file nor the destination probe"
