@@ -163,7 +163,7 @@ class FaceTrack:
         settings) and holds valid boxes, else detection over ``frames_of(indices)`` in chunks of ``chunk`` frames
         (default: as many as :data:`~aver_fast.data.media.READ_BYTES` of raw pixels), tracking, and the cache
         written (a read-only folder only warns). A stale or damaged cache is detected again, with a warning."""
-        from .media import READ_BYTES, content_digest
+        from .media import content_digest, frames_per_read
 
         path = cls.cache_path(video)
         settings = np.array([CACHE_VERSION, n_frames, fps, HOLD_S, SMOOTH, MARGIN, DETECT_SIDE, MIN_FACE])
@@ -179,8 +179,7 @@ class FaceTrack:
             except (OSError, ValueError, KeyError, EOFError) as e:
                 warnings.warn(f"{path}: damaged face cache ({e}), detecting again", RuntimeWarning, stacklevel=2)
         if chunk is None:
-            h, w = frames_of(np.array([0])).shape[1:3]
-            chunk = max(1, READ_BYTES // (h * w * 3))
+            chunk = frames_per_read(frames_of(np.array([0]))[0].nbytes, n_frames)
         raw = torch.cat([detect_faces(frames_of(np.arange(a, min(n_frames, a + chunk))))
                          for a in range(0, n_frames, chunk)])
         track = cls(track_faces(raw, fps))

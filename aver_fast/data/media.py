@@ -25,6 +25,12 @@ def abandon_inherited(obj) -> None:
 AUDIO_EXTS = (".wav", ".flac")
 
 
+def frames_per_read(frame_bytes: int, limit: int = 64) -> int:
+    """How many frames of ``frame_bytes`` to read at a time so that a read holds at most :data:`READ_BYTES` of raw
+    pixels (at least 1, at most ``limit``)."""
+    return max(1, min(limit, READ_BYTES // frame_bytes))
+
+
 def frame_files(folder: str) -> list[str]:
     """The frames of a frame folder, in number order: files ``<number>.jpg``/``.png``. An image that is not
     numbered (a cover, a plot), a video inside, or two frames with one number make the folder ambiguous:
@@ -150,11 +156,10 @@ class VideoSource:
             raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
 
     def frames_per_read(self, limit: int = 64) -> int:
-        """How many frames to read at a time so that a read holds at most :data:`READ_BYTES` of raw pixels (at
-        least 1, at most ``limit``)."""
+        """:func:`frames_per_read` for this video's frame size (its first frame, decoded once)."""
         if self._frame_bytes is None:
             self._frame_bytes = int(np.prod(self.frames(np.array([0])).shape[1:]))
-        return max(1, min(limit, READ_BYTES // self._frame_bytes))
+        return frames_per_read(self._frame_bytes, limit)
 
     def __getstate__(self):
         state = dict(self.__dict__)
