@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.14.1
+TORCHVISION ?= torchvision==0.29.1
 export CUDA_HOME ?= /usr/local/cuda
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 export MAX_JOBS ?= 2
@@ -19,11 +20,10 @@ EXT_SOURCES := $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.deps: $(BIN)/python
+$(VENV)/.deps: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
-	$(BIN)/python -m pip install -q $(TORCH) numpy soundfile decord av pillow safetensors tqdm matplotlib ninja \
-	    "opencv-python-headless<5" build pytest pytest-benchmark hypothesis scipy scikit-image torchvision==0.29.1 \
-	    onnx onnxscript onnxruntime
+	$(BIN)/python tools/deps.py test export dev > $(VENV)/requirements.txt  # pyproject.toml's lists, not a copy
+	$(BIN)/python -m pip install -q $(TORCH) $(TORCHVISION) -r $(VENV)/requirements.txt
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.deps $(EXT_SOURCES)
@@ -32,8 +32,9 @@ $(VENV)/.installed: $(VENV)/.deps $(EXT_SOURCES)
 
 install: $(VENV)/.installed
 
+# coverage of the ops and the Triton kernels (run in the interpreter here): the lines no test executed are listed
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --cov=aver_fast/ops --cov=kernels --cov-report=term-missing:skip-covered
 
 demo: install
 	$(BIN)/aver-fast demo
@@ -42,7 +43,6 @@ bench: install
 	$(BIN)/python -m pytest benchmarks
 
 lint: $(VENV)/.deps
-	$(BIN)/python -m pip install -q ruff==0.17.6
 	$(BIN)/ruff check .
 
 check-gpu: install

@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from .training.config import TrainConfig
 
 FORMAT = 1
 STORE = ".checkpoints"  # RUN/.checkpoints/<name>-<id>/ holds the checkpoint directories

@@ -13,27 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import AVModel
-from .models.base import BACKBONES
+from .models import AVModel, OnFeatures
 from .ops._registry import using_backend
 
 FORMATS = ("onnx", "exported-program")
 SUFFIX = {"onnx": ".onnx", "exported-program": ".pt2"}  # torch.export.load reads only .pt2 files
 OUTPUT = "va"  # (B, L, 2) [valence, arousal] per step
 EXAMPLE_BATCH = 2  # the batch traced; any batch runs
-
-
-class _Features(nn.Module):
-    """``forward(v_feat, a_feat)`` = ``model.forward_features``: the fusion model on cached backbone features."""
-
-    def __init__(self, model: AVModel) -> None:
-        super().__init__()
-        fusion = copy.copy(model)  # the same parts without the backbones, which features do not use
-        fusion._modules = {k: m for k, m in model._modules.items() if k not in BACKBONES}
-        self.model = fusion
-
-    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(v_feat, a_feat)
 
 
 class _KeepNaN(nn.Module):
@@ -102,7 +88,7 @@ def export_model(model: AVModel, path: str, format: str = "onnx", features: bool
         raise OSError(e.errno, f"cannot write {path} ({e.strerror})") from None
     try:  # from here on the probe (then the export) is removed unless it became the file
         model = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its device, dtype and mode
-        module = _KeepNaN(_Features(model) if features else model)
+        module = _KeepNaN(OnFeatures(model) if features else model).eval()
         inputs = example_inputs(model, features)
         batch = torch.export.Dim("batch", min=1, max=4096)
         dynamic = tuple({0: batch} for _ in inputs)

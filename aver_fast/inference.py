@@ -16,7 +16,7 @@ __all__ = ["BATCH_SIZE", "PRECISIONS", "cpu_has_native_bf16", "load_model", "pre
 def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint (``RUN/best``, ``RUN/last``) in eval mode, rebuilt from the architecture the
     checkpoint records (the fusion model and its full :class:`AVERConfig`), and the checkpoint's state (``config``:
-    the run's :class:`~aver_fast.config.TrainConfig` as a dict, ``split``, progress)."""
+    the run's :class:`~aver_fast.training.TrainConfig` as a dict, ``split``, progress)."""
     weights, state = load_checkpoint(prefix)
     try:
         fusion, config = state["arch"]

@@ -260,10 +260,10 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     (crops of the tracked face, cached beside the video), ``none`` (whole frames) or ``auto`` (``none`` for frame
     folders and synthetic datasets, whose frames are faces already; else ``detect``); ``on_rows`` sees the rows as
     they become final."""
-    from .data.faces import FaceTrack, video_faces
+    from .data.faces import FaceTrack, resolve_faces
     from .data.media import FrameStream, VideoSource
 
-    detect = video_faces(faces, path) == "detect"
+    detect = resolve_faces(faces, path) == "detect"
     fps, n, chunks = iter_file(path, cfg)
     track = None
     if detect:

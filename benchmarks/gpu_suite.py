@@ -52,9 +52,9 @@ def parity(device: str, sanitizer: bool) -> list[str]:
             rows.append("- compute-sanitizer: not installed on this machine")
         else:
             res = subprocess.run([tool, "--tool", "memcheck", sys.executable, "-m", "pytest", "-q",
-                                  "tests/kernels/test_cuda_dispatch.py"], cwd=ROOT, capture_output=True, text=True)
+                                  "tests/kernels"], cwd=ROOT, capture_output=True, text=True)
             tail = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
-            rows.append(f"- compute-sanitizer memcheck on the CUDA dispatch tests: exit {res.returncode}, {tail}")
+            rows.append(f"- compute-sanitizer memcheck on the Triton kernel tests: exit {res.returncode}, {tail}")
     return rows
 
 

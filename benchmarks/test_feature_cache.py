@@ -3,12 +3,11 @@ files vs from the cached backbone features (aver-fast extract-features): the per
 import pytest
 import torch
 
-from aver_fast.commands.train import build_datasets
-from aver_fast.config import TrainConfig
 from aver_fast.data import make_synthetic
-from aver_fast.features import extract_features
 from aver_fast.metrics import CCCLoss
 from aver_fast.models import AVER
+from aver_fast.training import TrainConfig, build_datasets
+from aver_fast.training.features import extract_features
 
 
 @pytest.fixture(scope="module")

@@ -81,8 +81,8 @@ def test_predict_peak_memory_by_resolution(benchmark, tmp_path, size):
     import numpy as np
 
     from aver_fast.checkpoint import save_run
-    from aver_fast.config import TrainConfig
     from aver_fast.data import VideoSource, load_audio, write_video
+    from aver_fast.training import TrainConfig
 
     make_synthetic(str(tmp_path / "src"), videos=1, seed=0, seconds=10.0, size=112)
     src = str(tmp_path / "src" / "videos" / "synth_000.mp4")

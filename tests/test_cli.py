@@ -56,7 +56,7 @@ def test_every_command_is_in_the_dispatch_table_with_its_options():
 
 
 def test_importing_every_module_runs_no_command():
-    """Walking the package (as tools and check-install do) imports aver_fast.__main__ and aver_fast.train: neither
+    """Walking the package (as tools and check-install do) imports aver_fast.__main__ and aver_fast.cli: neither
     may parse sys.argv or exit."""
     import importlib
     import pkgutil

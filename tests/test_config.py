@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from aver_fast.config import PRESETS, TrainConfig, load_config
 from aver_fast.models import MODELS, AVERConfig
+from aver_fast.training import PRESETS, TrainConfig, load_config
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

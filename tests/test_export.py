@@ -10,10 +10,10 @@ import torch
 
 from aver_fast.checkpoint import save_run
 from aver_fast.cli import main
-from aver_fast.config import TrainConfig
 from aver_fast.export import example_inputs, export_model, run_exported
 from aver_fast.inference import load_model
 from aver_fast.models import AVER, AVERConfig
+from aver_fast.training import TrainConfig
 
 TOL = 1e-4  # the test dependencies include the export extra (onnx, onnxscript, onnxruntime): no skipping
 

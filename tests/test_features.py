@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from aver_fast.features import KINDS, FeatureDataset
+from aver_fast.training.features import KINDS, FeatureDataset
 
 
 def cache(root, windows=3, video="v"):

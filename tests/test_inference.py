@@ -87,7 +87,7 @@ def _craft(prefix: str, change) -> None:
 @pytest.fixture
 def tiny_prefix(tmp_path):
     from aver_fast.checkpoint import save_run
-    from aver_fast.config import TrainConfig
+    from aver_fast.training import TrainConfig
 
     cfg = TrainConfig(preset="tiny")
     prefix = str(tmp_path / "run" / "best")

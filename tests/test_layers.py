@@ -1,7 +1,7 @@
 """The import drawing of aver_fast, read from the source: every ``import`` of an aver_fast module (also inside
 functions), except those under ``if TYPE_CHECKING:`` (type hints only) and ``if __name__ == "__main__":``
-(``python -m aver_fast.train``, kept from 0.1, hands over to the command line). Rules: no cycles, at most 7
-floors, commands side by side, and no module imports the layer above it."""
+(``python -m aver_fast.cli`` hands over to the command line). Rules: no cycles, at most 7 floors, commands side by
+side, and no module imports the layer above it."""
 from __future__ import annotations
 
 import ast
@@ -12,14 +12,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_FLOORS = 7
 NATIVE = ("aver_fast._C",)  # the C++ extension: a module without Python imports
-ENTRY_POINTS = ("aver_fast.__main__", "aver_fast.train")  # other doors to the command line: drawn as aver_fast.cli
+ENTRY_POINTS = ("aver_fast.__main__",)  # the other door to the command line: drawn as aver_fast.cli
 # the floors, bottom-up; a unit (a top-level module or package of aver_fast, or one command) imports only from floors
 # below its own
 FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels"),
           ("aver_fast.ops",),
           ("aver_fast.nn", "aver_fast.metrics", "aver_fast.checkpoint"),
           ("aver_fast.models", "aver_fast.data"),
-          ("aver_fast.config", "aver_fast.inference", "aver_fast.plots", "aver_fast.features",
+          ("aver_fast.training", "aver_fast.inference", "aver_fast.plots",
            "aver_fast.bench", "aver_fast.summary", "aver_fast.gpu_build",
            "aver_fast.export", "aver_fast.streaming"),
           ("aver_fast.commands", "aver_fast"),  # the package's __init__: the public API, re-exported
@@ -96,11 +96,11 @@ def _floor(unit: str) -> int:
 
 
 def test_the_drawing_sees_the_known_imports():
-    assert "aver_fast.config" in GRAPH["aver_fast.commands.train"]
+    assert "aver_fast.training" in GRAPH["aver_fast.commands.train"]
     assert "aver_fast.kernels.tlab_attention" in GRAPH["aver_fast.ops.tlab_attention"]  # inside a function
     assert "aver_fast.commands.train" in GRAPH["aver_fast.cli"]
-    assert "aver_fast.cli" not in GRAPH["aver_fast.train"]  # only under `if __name__ == "__main__":`
-    assert "aver_fast.checkpoint" in GRAPH["aver_fast.inference"] and "aver_fast.config" not in UNITS["aver_fast"]
+    assert "aver_fast.cli" in GRAPH["aver_fast.__main__"] and "aver_fast.cli" not in GRAPH["aver_fast"]
+    assert "aver_fast.checkpoint" in GRAPH["aver_fast.inference"] and "aver_fast.training" not in UNITS["aver_fast"]
 
 
 def test_no_import_cycles():

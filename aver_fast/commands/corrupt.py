@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import PRESETS as CONDITIONS
+from ..data import CONDITIONS
 
 HELP = "write a copy of a dataset with a controlled-noise condition applied"
 

@@ -8,11 +8,11 @@ import os
 
 import torch
 
-from ..config import TrainConfig
 from ..data import AffWild2Dataset, parse_condition
-from ..data.faces import FACE_MODES
+from ..data.faces import FACE_HELP, FACE_MODES
 from ..inference import BATCH_SIZE, PRECISIONS, load_model, predict_frames
 from ..metrics import INVALID_LABEL, va_ccc
+from ..training import TrainConfig
 
 SMOOTHING_EDGES = ("constant", "reflect", "mirror", "nearest", "wrap")  # scipy.ndimage's names
 PUBLIC_SMOOTHING_EDGES = "constant"  # the public evaluation (uniform_filter1d mode="constant"): zeros past the ends
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the post-processing moving average treats the ends of a video (scipy's modes; "
                         f"default: {PUBLIC_SMOOTHING_EDGES}, zeros, as the public evaluation)")
     p.add_argument("--faces", choices=FACE_MODES,
-                   help="face crops: auto, detect or none (default: what the checkpoint's run used)")
+                   help=FACE_HELP["dataset"] + " (default: what the checkpoint's run used)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
 

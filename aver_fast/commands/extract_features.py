@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import PRESETS, TrainConfig, build_model
-from ..data.faces import FACE_MODES
+from ..data.faces import FACE_HELP, FACE_MODES
 from ..models import MODELS
+from ..training import PRESETS, TrainConfig, build_model
 
 HELP = "run the frozen backbones once and cache per-video features for train --features"
 
@@ -18,16 +18,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", help="checkpoint prefix whose weights to use (default: random init)")
     p.add_argument("--video-weights", help="torchvision-format r2plus1d_18 state dict file for the video backbone")
     p.add_argument("--audio-weights", help="resnet18-format state dict file (1-channel conv1) for the audio backbone")
-    p.add_argument("--faces", choices=FACE_MODES, default="auto",
-                   help="auto: the dataset's cropped_aligned/ frames when present, else detect and crop the face; "
-                        "detect; none: the frames as found")
+    p.add_argument("--faces", choices=FACE_MODES, default="auto", help=FACE_HELP["dataset"] + " (default: auto)")
     p.add_argument("--stride", type=int, help="frames between windows (default: the window length; train "
                                               "--features uses exactly the windows cached here)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
-    from ..features import extract_features
+    from ..training.features import extract_features
 
     cfg = TrainConfig(preset=args.preset, fusion=args.fusion, video_weights=args.video_weights or "",
                       audio_weights=args.audio_weights or "")

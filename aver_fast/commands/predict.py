@@ -12,7 +12,7 @@ import time
 
 from ..checkpoint import checkpoint_digest, sha256_file
 from ..data import MediaError
-from ..data.faces import FACE_MODES
+from ..data.faces import FACE_HELP, FACE_MODES
 from ..data.media import VIDEO_EXTS, frame_files
 from ..inference import BATCH_SIZE, PRECISIONS
 
@@ -35,10 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
-    p.add_argument("--faces", choices=FACE_MODES, default="auto",
-                   help="detect: crop the tracked face (Aff-Wild2-style 112 px crops; frames without a face get no "
-                        "prediction); none: whole frames; auto (default): none for frame folders and synthetic "
-                        "datasets (their frames are faces), else detect")
+    p.add_argument("--faces", choices=FACE_MODES, default="auto", help=FACE_HELP["video"] + " (default: auto)")
     p.add_argument("--stream", action="store_true",
                    help="read the source progressively and write each CSV row as soon as it is known, with its "
                         "latency")
@@ -149,11 +146,11 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     import numpy as np
     import torch
 
-    from ..config import TrainConfig
     from ..data import VideoSource, read_va
     from ..inference import load_model
     from ..plots import plot
     from ..streaming import predict_file
+    from ..training import TrainConfig
 
     gt = None
     if labels:  # checked before any work
@@ -265,15 +262,15 @@ def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, 
                    step: int = 1, realtime: bool = False, faces: str = "auto") -> dict:
     """Rows ``frame,time_s,valence,arousal,latency_s`` appended to ``out/<name>.csv`` (flushed) as each becomes
     known; returns the latency statistics."""
-    from ..config import TrainConfig
-    from ..data.faces import OnlineFaces, video_faces
+    from ..data.faces import OnlineFaces, resolve_faces
     from ..inference import load_model
     from ..streaming import FramePredictor, iter_stream
+    from ..training import TrainConfig
 
     model, state = load_model(checkpoint)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config").alignment()
     fps, items = iter_stream(source, cfg, realtime)
-    detect = video_faces(faces, source) == "detect"
+    detect = resolve_faces(faces, source) == "detect"
     predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, OnlineFaces(fps) if detect else None)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")

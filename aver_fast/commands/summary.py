@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import PRESETS
 from ..models import MODELS
+from ..training import PRESETS
 
 HELP = "print trainable parameters and GFLOPs of a preset"
 

@@ -2,7 +2,7 @@
 from .alignment import AlignmentConfig, plan_window, segment_bounds, window_starts
 from .annotations import read_va, write_va
 from .corrupt import corrupt_dataset
-from .corruptions import PRESETS, TRANSFORMS, Clip, Condition, parse_condition
+from .corruptions import CONDITIONS, TRANSFORMS, Clip, Condition, parse_condition
 from .dataset import AffWild2Dataset, Summary, VideoEntry, discover, read_split_list, split_videos
 from .errors import MediaError
 from .faces import FaceTrack, OnlineFaces, crop_faces, detect_faces, track_faces
@@ -11,7 +11,7 @@ from .noise_reduction import spectral_gate
 from .resample import resample
 from .synthetic import make_synthetic
 
-__all__ = ["PRESETS", "TRANSFORMS", "AffWild2Dataset", "AlignmentConfig", "Clip", "Condition", "FaceTrack",
+__all__ = ["CONDITIONS", "TRANSFORMS", "AffWild2Dataset", "AlignmentConfig", "Clip", "Condition", "FaceTrack",
            "MediaError", "OnlineFaces", "crop_faces", "detect_faces", "track_faces",
            "Summary", "VideoEntry", "VideoSource", "corrupt_dataset", "discover", "load_audio", "make_synthetic",
            "parse_condition", "plan_window", "read_split_list", "read_va", "resample", "segment_bounds",

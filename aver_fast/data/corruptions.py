@@ -229,7 +229,7 @@ class Condition:
         return clip
 
 
-PRESETS = {
+CONDITIONS = {
     "clean": "",
     "white-10db": "white:snr_db=10",
     "pink-5db": "pink:snr_db=5",
@@ -244,15 +244,15 @@ PRESETS = {
 
 
 def parse_condition(spec: str) -> Condition:
-    """A preset name (``PRESETS``) or ``"kind:key=value,...+kind:..."`` with kinds from ``TRANSFORMS``."""
+    """A preset name (``CONDITIONS``) or ``"kind:key=value,...+kind:..."`` with kinds from ``TRANSFORMS``."""
     name = spec
-    spec = PRESETS.get(spec, spec)
+    spec = CONDITIONS.get(spec, spec)
     transforms = []
     for part in filter(None, spec.split("+")):
         kind, _, args = part.partition(":")
         if kind not in TRANSFORMS:
             raise ValueError(f"unknown corruption {kind!r} in condition {name!r}; known: {sorted(TRANSFORMS)} "
-                             f"or presets {sorted(PRESETS)}")
+                             f"or presets {sorted(CONDITIONS)}")
         kwargs = {}
         for kv in filter(None, args.split(",")):
             key, _, value = kv.partition("=")

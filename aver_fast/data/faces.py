@@ -24,6 +24,12 @@ MIN_FACE = 0.05  # smallest face, as a fraction of the frame's short side
 HOLD_S = 0.5  # gaps up to this long are bridged; longer gaps are masked
 SMOOTH = 5  # frames in the centred moving average of the box
 FACE_MODES = ("auto", "detect", "none")
+FACE_HELP = {  # the --faces help of the commands that read a dataset, and of predict (one video or source)
+    "dataset": "auto: the dataset's cropped_aligned/ frames when present, else detect and crop the face; detect; "
+               "none: the frames as found",
+    "video": "detect: crop the tracked face (Aff-Wild2-style 112 px crops; frames without a face get no prediction); "
+             "none: whole frames; auto: none for frame folders and synthetic datasets (their frames are faces), "
+             "else detect"}
 CACHE_VERSION = 2  # 2: keyed to the video's content, boxes validated
 
 
@@ -246,23 +252,18 @@ def frames_are_faces(path: str) -> bool:
     return False
 
 
-def resolve_faces(mode: str, root, frames_dir: str | None = None) -> str:
-    """``auto``/``detect``/``none`` for a dataset at ``root`` -> ``detect`` or ``none``: ``auto`` uses its
-    ``cropped_aligned/`` frames when present (or frames that are faces already), else detects."""
+def resolve_faces(mode: str, source, frames_dir: str | None = None) -> str:
+    """``auto``/``detect``/``none`` for ``source`` (a dataset root, a video, a frame folder or a live source) ->
+    ``detect`` or ``none``: ``auto`` is ``none`` where the frames are faces already (a dataset's
+    ``cropped_aligned/`` or ``frames_dir``, a frame folder, a synthetic dataset or its video), else ``detect``."""
     if _check_mode(mode) != "auto":
         return mode
-    if root is None:
+    if source is None:
         return "none"
-    crops = frames_dir or os.path.join(str(root), "cropped_aligned")
-    return "none" if os.path.isdir(crops) or frames_are_faces(str(root)) else "detect"
-
-
-def video_faces(mode: str, source: str) -> str:
-    """``auto``/``detect``/``none`` for one video or live source -> ``detect`` or ``none``: ``auto`` is ``none``
-    where the frames are faces already (a frame folder, a synthetic dataset's video), else ``detect``."""
-    if _check_mode(mode) != "auto":
-        return mode
-    return "none" if os.path.exists(source) and frames_are_faces(source) else "detect"
+    crops = frames_dir or os.path.join(str(source), "cropped_aligned")
+    if os.path.isdir(crops) or (os.path.exists(str(source)) and frames_are_faces(str(source))):
+        return "none"
+    return "detect"
 
 
 def _check_mode(mode: str) -> str:

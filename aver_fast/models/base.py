@@ -1,6 +1,8 @@
 """What every fusion model shares: the two backbones and the ``(video, audio)`` -> features step."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -134,3 +136,24 @@ class RegressionHead(nn.Module):
         if self.separate:
             return torch.cat([self.valence(h), self.arousal(h)], dim=-1)
         return self.fc2(self.dropout(torch.relu(self.fc1(h))))
+
+
+class OnFeatures(nn.Module):
+    """``forward(v_feat, a_feat)`` = ``model.forward_features``: the fusion part of ``model`` on cached backbone
+    features (region map ``(B, L, R, C_v)``, audio ``(B, L, C_a)``). It shares the fusion's parameters with
+    ``model`` and holds no backbone, so training it (DistributedDataParallel syncs gradients through ``forward``)
+    trains ``model``, and exporting it writes the fusion alone."""
+
+    def __init__(self, model: AVModel) -> None:
+        super().__init__()
+        fusion = copy.copy(model)  # the same parts without the backbones
+        fusion._modules = {k: m for k, m in model._modules.items() if k not in BACKBONES}
+        self.model = fusion
+
+    def train(self, mode: bool = True) -> "OnFeatures":
+        self.training = mode
+        nn.Module.train(self.model, mode)  # not AVModel.train, which would set the (absent) backbones' mode
+        return self
+
+    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(v_feat, a_feat)

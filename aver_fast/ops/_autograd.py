@@ -21,15 +21,59 @@ def reference_grads(forward: Callable[..., Sequence[torch.Tensor]], inputs: Sequ
                     needs: Sequence[bool], grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
     """Differentiable vector-Jacobian product of ``forward(*inputs)`` (a tuple of outputs) with ``grads``.
 
-    ``needs[i]`` says whether input ``i`` wants a gradient; outputs whose gradient is None are left out.
+    ``needs[i]`` says whether input ``i`` wants a gradient; outputs whose gradient is None are left out, and so are
+    ``grads`` past the outputs ``forward`` returns (a fused op's saved extras).
     """
     wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     if not wanted:
         return [None] * len(inputs)
     with torch.enable_grad():
         outs = forward(*inputs)
-        pairs = [(o, g) for o, g in zip(outs, grads, strict=True) if g is not None]
+        pairs = [(o, g) for o, g in zip(outs, grads[:len(outs)], strict=True) if g is not None]
         got = torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True,
                                   allow_unused=True)
     it = iter(got)
     return [next(it) if need else None for need in needs]
+
+
+def register(op, reference: Callable[..., Sequence[torch.Tensor]],
+             fused_backward: Callable[..., Sequence[torch.Tensor | None]], save_outputs: bool = True) -> None:
+    """The autograd of a fused op whose inputs are ``(*tensors, scale)``: first order through ``fused_backward``,
+    double backward through ``reference`` (see the module docstring).
+
+    ``op``: a ``"aver_fast::name"`` schema or a custom op. ``reference(*tensors, scale)`` returns the op's
+    differentiable outputs, first ones first; ``fused_backward(grads, tensors, outputs, scale)`` returns one
+    gradient per tensor input (``outputs`` are saved only with ``save_outputs``). Gradients of unused outputs are
+    None (not materialised).
+    """
+    def setup_context(ctx, inputs, output) -> None:
+        *tensors, scale = inputs
+        outputs = tuple(output) if isinstance(output, (tuple, list)) else (output,)
+        ctx.save_for_backward(*tensors, *(outputs if save_outputs else ()))
+        ctx.scale, ctx.n_inputs = scale, len(tensors)
+        ctx.set_materialize_grads(False)
+
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        tensors, outputs = saved[:ctx.n_inputs], saved[ctx.n_inputs:]
+        if all(g is None for g in grads):
+            return (None,) * (ctx.n_inputs + 1)
+        if needs_graph():
+            def forward(*t):
+                return reference(*t, ctx.scale)
+            return (*reference_grads(forward, tensors, ctx.needs_input_grad[:ctx.n_inputs], grads), None)
+        return (*fused_backward(grads, tensors, outputs, ctx.scale), None)
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
+
+
+def no_backward(name: str):
+    """The backward of a forward-only fused op: raises, naming the route that differentiates."""
+    def backward(ctx, *grads):
+        raise RuntimeError(f"the fused {name} kernels have no backward: call aver_fast.{name}, which sends inputs "
+                           "that require grad to the reference, or pass backend='reference'")
+    return backward
+
+
+def no_setup(ctx, inputs, output) -> None:
+    """``setup_context`` of a forward-only op: nothing to save."""

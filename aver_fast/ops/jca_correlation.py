@@ -47,50 +47,6 @@ def check_inputs(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float
     return check_scale(scale, w.shape[1] ** -0.5)
 
 
-def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.jca_correlation`` on ``(N, L, C)`` / ``(N, L, D)`` views."""
-    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
-    out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
-                                                 j.reshape(-1, lj, j.shape[-1]), scale)
-    return out.reshape(*lead, lx, lj)
-
-
-_registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
-
-if _ext.LOADED:
-    @torch.library.register_fake("aver_fast::jca_correlation")
-    def _fake(x, w, j, scale):
-        return x.new_empty((x.shape[0], x.shape[1], j.shape[1])), x.new_empty((x.shape[0], x.shape[1], w.shape[1]))
-
-    @torch.library.register_fake("aver_fast::jca_correlation_backward")
-    def _fake_backward(grad, out, xw, x, w, j, scale):
-        return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
-
-    def _setup_context(ctx, inputs, output):
-        x, w, j, scale = inputs
-        out, xw = output
-        ctx.save_for_backward(x, w, j, out, xw)
-        ctx.scale = scale
-        ctx.set_materialize_grads(False)
-
-    def _backward(ctx, grad, grad_xw):
-        x, w, j, out, xw = ctx.saved_tensors
-        if _autograd.needs_graph():  # double backward: through the reference, with the op's second output x @ w
-            def forward(x, w, j):
-                return jca_correlation_ref(x, w, j, ctx.scale), torch.matmul(x, w)
-            return (*_autograd.reference_grads(forward, (x, w, j), ctx.needs_input_grad[:3], (grad, grad_xw)), None)
-        if grad is None:
-            grad = torch.zeros_like(out)
-        dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, xw, x, w, j, ctx.scale)
-        if grad_xw is not None:  # xw is internal to the public function, but the op exposes it
-            dx = dx + torch.matmul(grad_xw, w.t())
-            dw = dw + torch.einsum("nlc,nld->cd", x, grad_xw)
-        return dx, dw, dj, None
-
-    torch.library.register_autograd("aver_fast::jca_correlation", _backward, setup_context=_setup_context)
-
-
 def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float | None = None,
                     backend: str | None = None) -> torch.Tensor:
     """Joint correlation ``tanh((x @ w) @ jᵀ · s)`` (paper Eq. 9 in batch-first layout).
@@ -110,6 +66,68 @@ def jca_correlation(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: fl
     s = check_inputs(x, w, j, scale)
     with autocast_off(x):
         return _registry.select(OP, x.device, x.dtype, backend, (x, w, j, s)).fn(x, w, j, s)
+
+
+def jca_correlation_pair(a: torch.Tensor, w_a: torch.Tensor, v: torch.Tensor, w_v: torch.Tensor, j: torch.Tensor,
+                         scale: float | None = None, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both modalities of a JCA layer: ``(jca_correlation(a, w_a, j), jca_correlation(v, w_v, j))``.
+
+    With the Triton backend and equal shapes (the paper's 512/512), both go in one kernel launch.
+    """
+    a, w_a, v, w_v, j = autocast_inputs(a, w_a, v, w_v, j)
+    with autocast_off(a):
+        return _pair(a, w_a, v, w_v, j, scale, backend)
+
+
+def _pair(a, w_a, v, w_v, j, scale, backend):
+    s_a = check_inputs(a, w_a, j, scale)
+    s_v = check_inputs(v, w_v, j, scale)
+    b = _registry.select(OP, a.device, a.dtype, backend, (a, w_a, j, s_a))
+    if b.name == "triton" and a.shape == v.shape and w_a.shape == w_v.shape:
+        lead, lx, lj = a.shape[:-2], a.shape[-2], j.shape[-2]
+        x = torch.stack([a.reshape(-1, lx, a.shape[-1]), v.reshape(-1, lx, v.shape[-1])])
+        out = torch.ops.aver_fast.jca_correlation_triton(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]),
+                                                         s_a)
+        return out[0].reshape(*lead, lx, lj), out[1].reshape(*lead, lx, lj)
+    return b.fn(a, w_a, j, s_a), _registry.select(OP, v.device, v.dtype, backend, (v, w_v, j, s_v)).fn(v, w_v, j, s_v)
+
+
+# ------------------------------------------------------------------------------------------------ C++ backend
+def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.jca_correlation`` (``csrc/cpu/jca_correlation.cpp``) on ``(N, L, C)`` /
+    ``(N, L, D)`` views."""
+    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
+    out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
+                                                 j.reshape(-1, lj, j.shape[-1]), scale)
+    return out.reshape(*lead, lx, lj)
+
+
+def _cpp_reference(x, w, j, scale):
+    """The C++ op's outputs through the reference: the correlation and its second output ``x @ w``."""
+    return jca_correlation_ref(x, w, j, scale), torch.matmul(x, w)
+
+
+def _cpp_backward(grads, xwj, saved, scale):
+    (grad, grad_xw), (x, w, j), (out, xw) = grads, xwj, saved
+    if grad is None:
+        grad = torch.zeros_like(out)
+    dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, xw, x, w, j, scale)
+    if grad_xw is not None:  # xw is internal to the public function, but the op exposes it
+        dx = dx + torch.matmul(grad_xw, w.t())
+        dw = dw + torch.einsum("nlc,nld->cd", x, grad_xw)
+    return dx, dw, dj
+
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::jca_correlation")
+    def _fake(x, w, j, scale):
+        return x.new_empty((x.shape[0], x.shape[1], j.shape[1])), x.new_empty((x.shape[0], x.shape[1], w.shape[1]))
+
+    @torch.library.register_fake("aver_fast::jca_correlation_backward")
+    def _fake_backward(grad, out, xw, x, w, j, scale):
+        return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
+
+    _autograd.register("aver_fast::jca_correlation", _cpp_reference, _cpp_backward)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -137,22 +155,14 @@ def _(grad, out, x, w, j, scale):
     return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
 
 
-def _triton_setup_context(ctx, inputs, output):
-    x, w, j, scale = inputs
-    ctx.save_for_backward(x, w, j, output)  # x @ w is not saved: the backward recomputes it on chip
-    ctx.scale = scale
+def _triton_reference(x, w, j, scale):
+    """x ``(G, N, L, C)``, w ``(G, C, D)``, j ``(N, L, D)``: the reference per modality g."""
+    return (torch.stack([jca_correlation_ref(x[g], w[g], j, scale) for g in range(x.shape[0])]),)
 
 
-def _triton_autograd(ctx, grad):
-    x, w, j, out = ctx.saved_tensors
-    if _autograd.needs_graph():  # x (G, N, L, C), w (G, C, D), j (N, L, D): the reference per modality g
-        def forward(x, w, j):
-            return (torch.stack([jca_correlation_ref(x[g], w[g], j, ctx.scale) for g in range(x.shape[0])]),)
-        return (*_autograd.reference_grads(forward, (x, w, j), ctx.needs_input_grad[:3], (grad,)), None)
-    return (*torch.ops.aver_fast.jca_correlation_triton_backward(grad, out, x, w, j, ctx.scale), None)
-
-
-_triton_forward.register_autograd(_triton_autograd, setup_context=_triton_setup_context)
+_autograd.register(_triton_forward, _triton_reference,  # x @ w is not saved: the backward recomputes it on chip
+                   lambda grads, xwj, saved, scale: torch.ops.aver_fast.jca_correlation_triton_backward(
+                       grads[0], *saved, *xwj, scale))
 
 
 def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
@@ -162,42 +172,8 @@ def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> 
     return out.reshape(*lead, lx, lj)
 
 
+# ------------------------------------------------------------------------------------------------ backend table
+_registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          auto_devices=("cuda",)))
-
-
-def jca_correlation_pair(a: torch.Tensor, w_a: torch.Tensor, v: torch.Tensor, w_v: torch.Tensor, j: torch.Tensor,
-                         scale: float | None = None, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both modalities of a JCA layer: ``(jca_correlation(a, w_a, j), jca_correlation(v, w_v, j))``.
-
-    With the Triton backend and equal shapes (the paper's 512/512), both go in one kernel launch.
-    """
-    a, w_a, v, w_v, j = autocast_inputs(a, w_a, v, w_v, j)
-    with autocast_off(a):
-        return _pair(a, w_a, v, w_v, j, scale, backend)
-
-
-def _pair(a, w_a, v, w_v, j, scale, backend):
-    s_a = check_inputs(a, w_a, j, scale)
-    s_v = check_inputs(v, w_v, j, scale)
-    b = _registry.select(OP, a.device, a.dtype, backend, (a, w_a, j, s_a))
-    if b.name == "triton" and a.shape == v.shape and w_a.shape == w_v.shape:
-        lead, lx, lj = a.shape[:-2], a.shape[-2], j.shape[-2]
-        x = torch.stack([a.reshape(-1, lx, a.shape[-1]), v.reshape(-1, lx, v.shape[-1])])
-        out = torch.ops.aver_fast.jca_correlation_triton(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]),
-                                                         s_a)
-        return out[0].reshape(*lead, lx, lj), out[1].reshape(*lead, lx, lj)
-    return b.fn(a, w_a, j, s_a), _registry.select(OP, v.device, v.dtype, backend, (v, w_v, j, s_v)).fn(v, w_v, j, s_v)
-
-
-if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.jca_correlation run the Triton kernels
-    @torch.library.impl("aver_fast::jca_correlation", "CUDA")
-    def _cuda_forward(x, w, j, scale):
-        out = torch.ops.aver_fast.jca_correlation_triton(x.unsqueeze(0), w.unsqueeze(0), j, scale)[0]
-        return out, torch.matmul(x, w)
-
-    @torch.library.impl("aver_fast::jca_correlation_backward", "CUDA")
-    def _cuda_backward(grad, out, xw, x, w, j, scale):
-        dx, dw, dj = torch.ops.aver_fast.jca_correlation_triton_backward(grad.unsqueeze(0), out.unsqueeze(0),
-                                                                         x.unsqueeze(0), w.unsqueeze(0), j, scale)
-        return dx[0], dw[0], dj

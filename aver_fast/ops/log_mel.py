@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _ext, _registry
+from . import _autograd, _ext, _registry
 from ._validation import autocast_inputs, autocast_off, check_tensor, upcast_half
 
 OP = "log_mel"
@@ -226,65 +226,6 @@ def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1
     return log_mel_ref_params(waveform, p)
 
 
-def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
-    _, window, fb = _constants(p, waveform.dtype, waveform.device)
-    n = waveform.shape[-1]
-    frames = num_frames(n, p.n_fft, p.hop_length, p.center)
-    out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
-                                      PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
-
-
-def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -> torch.Tensor:
-    """The reference's NaN rule for the fast kernels' ``(N, n_mels, frames)`` output: a frame whose ``n_fft`` samples
-    (padding included) hold a NaN or Inf is NaN in every band (``torch.stft`` multiplies the window's zeros too,
-    and 0·Inf is NaN; the kernels skip those zeros), and with ``top_db`` its whole item is (the floor is NaN)."""
-    wav = waveform.reshape(-1, waveform.shape[-1])
-    if wav.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(wav).all()):
-        return out  # the common case, checked without a device sync
-    bad = (~torch.isfinite(wav)).to(out.dtype if out.dtype.is_floating_point else torch.float32)[:, None]
-    if p.center:
-        bad = torch.nn.functional.pad(bad, (p.n_fft // 2, p.n_fft // 2), mode=p.pad_mode)
-    frames = bad[:, 0].unfold(-1, p.n_fft, p.hop_length).amax(-1)[:, : out.shape[-1]] > 0  # (N, frames)
-    if p.top_db is not None:
-        frames = frames.any(-1, keepdim=True).expand_as(frames)
-    return out.masked_fill(frames[:, None, :], float("nan"))
-
-
-def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
-    if waveform.requires_grad and torch.is_grad_enabled():
-        return "the fused kernels have no backward; a waveform that requires grad goes through the reference"
-    return None
-
-
-def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
-    if p.n_fft & (p.n_fft - 1) or p.n_fft < 2:
-        return f"the C++ kernel's FFT needs n_fft to be a power of two (got {p.n_fft})"
-    return _no_grad_accepts(waveform, p)
-
-
-_registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
-
-def _no_setup(ctx, inputs, output) -> None:
-    pass
-
-
-def _no_backward(ctx, grad):
-    raise RuntimeError("the fused log_mel kernels (C++, Triton) have no backward: call aver_fast.log_mel, which "
-                       "sends a waveform that requires grad to the reference, or pass backend='reference'")
-
-
-if _ext.LOADED:
-    @torch.library.register_fake("aver_fast::log_mel")
-    def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
-        return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
-
-    torch.library.register_autograd("aver_fast::log_mel", _no_backward, setup_context=_no_setup)
-
-
 def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
             hop_length: int = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
             center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
@@ -310,6 +251,56 @@ def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = N
         return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)
 
 
+
+# ------------------------------------------------------------------------------------------------ fused backends
+def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -> torch.Tensor:
+    """The reference's NaN rule for the fast kernels' ``(N, n_mels, frames)`` output: a frame whose ``n_fft`` samples
+    (padding included) hold a NaN or Inf is NaN in every band (``torch.stft`` multiplies the window's zeros too,
+    and 0·Inf is NaN; the kernels skip those zeros), and with ``top_db`` its whole item is (the floor is NaN)."""
+    wav = waveform.reshape(-1, waveform.shape[-1])
+    if wav.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(wav).all()):
+        return out  # the common case, checked without a device sync
+    bad = (~torch.isfinite(wav)).to(out.dtype if out.dtype.is_floating_point else torch.float32)[:, None]
+    if p.center:
+        bad = torch.nn.functional.pad(bad, (p.n_fft // 2, p.n_fft // 2), mode=p.pad_mode)
+    frames = bad[:, 0].unfold(-1, p.n_fft, p.hop_length).amax(-1)[:, : out.shape[-1]] > 0  # (N, frames)
+    if p.top_db is not None:
+        frames = frames.any(-1, keepdim=True).expand_as(frames)
+    return out.masked_fill(frames[:, None, :], float("nan"))
+
+
+def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+    if waveform.requires_grad and torch.is_grad_enabled():
+        return "the fused kernels have no backward; a waveform that requires grad goes through the reference"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ C++ backend
+def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
+    _, window, fb = _constants(p, waveform.dtype, waveform.device)
+    n = waveform.shape[-1]
+    frames = num_frames(n, p.n_fft, p.hop_length, p.center)
+    out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
+                                      PAD_MODES.index(p.pad_mode), p.top_db, frames)
+    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
+    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
+
+
+def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+    if p.n_fft & (p.n_fft - 1) or p.n_fft < 2:
+        return f"the C++ kernel's FFT needs n_fft to be a power of two (got {p.n_fft})"
+    return _no_grad_accepts(waveform, p)
+
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::log_mel")
+    def _fake(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
+        return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
+
+    torch.library.register_autograd("aver_fast::log_mel", _autograd.no_backward(OP), setup_context=_autograd.no_setup)
+
+
 # ------------------------------------------------------------------------------------------------ Triton backend
 @torch.library.custom_op("aver_fast::log_mel_triton", mutates_args=())
 def _triton_forward(waveform: torch.Tensor, dft_cos: torch.Tensor, dft_sin: torch.Tensor, n_start: int, n_end: int,
@@ -327,7 +318,7 @@ def _(waveform, dft_cos, dft_sin, n_start, n_end, filterbank, hop_length, center
     return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
 
-_triton_forward.register_autograd(_no_backward, setup_context=_no_setup)
+_triton_forward.register_autograd(_autograd.no_backward(OP), setup_context=_autograd.no_setup)
 
 
 def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
@@ -340,12 +331,8 @@ def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
     return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
 
 
+# ------------------------------------------------------------------------------------------------ backend table
+_registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _no_grad_accepts, auto_devices=("cuda",)))
-
-
-if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.log_mel run the Triton kernel
-    @torch.library.impl("aver_fast::log_mel", "CUDA")
-    def _cuda_forward(waveform, window, filterbank, hop_length, center, pad_mode, top_db, frames):
-        return torch.ops.aver_fast.log_mel_triton(waveform, window, filterbank, hop_length, center, pad_mode, top_db,
-                                                  frames)

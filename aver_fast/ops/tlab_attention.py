@@ -41,46 +41,6 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     return check_scale(scale, q.shape[-1] ** -0.5)
 
 
-def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.tlab_attention`` on ``(N, L, D)`` views (the dispatcher picks CPU or CUDA)."""
-    L, D = q.shape[-2:]
-    out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
-    return out.reshape(q.shape)
-
-
-_registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
-
-if _ext.LOADED:
-    @torch.library.register_fake("aver_fast::tlab_attention")
-    def _fake(q, k, v, scale):
-        return q.new_empty(q.shape)
-
-    @torch.library.register_fake("aver_fast::tlab_attention_backward")
-    def _fake_backward(grad, q, k, v, scale):
-        return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
-
-    def _setup_context(ctx, inputs, output):
-        q, k, v, scale = inputs
-        ctx.save_for_backward(q, k, v)
-        ctx.scale = scale
-
-    def _backward(ctx, grad):
-        q, k, v = ctx.saved_tensors
-        if _autograd.needs_graph():
-            return (*_reference_grads(ctx, (q, k, v), grad), None)
-        dq, dk, dv = torch.ops.aver_fast.tlab_attention_backward(grad, q, k, v, ctx.scale)
-        return dq, dk, dv, None
-
-    torch.library.register_autograd("aver_fast::tlab_attention", _backward, setup_context=_setup_context)
-
-
-def _reference_grads(ctx, qkv: tuple[torch.Tensor, ...], grad: torch.Tensor) -> list[torch.Tensor | None]:
-    """(dq, dk, dv) through the reference, differentiable again (double backward of every fused backend)."""
-    return _autograd.reference_grads(lambda q, k, v: (tlab_attention_ref(q, k, v, ctx.scale),), qkv,
-                                     ctx.needs_input_grad[:3], (grad,))
-
-
 def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
                    backend: str | None = None) -> torch.Tensor:
     """Global-local attention ``softmax(q kᵀ s) @ (softmax(k qᵀ s) @ v)`` (paper Eq. 4-6).
@@ -101,6 +61,33 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     s = check_inputs(q, k, v, scale)
     with autocast_off(q):
         return _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s)).fn(q, k, v, s)
+
+
+
+# ------------------------------------------------------------------------------------------------ C++ backend
+def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Launch ``torch.ops.aver_fast.tlab_attention`` (``csrc/cpu/tlab_attention.cpp``) on ``(N, L, D)`` views."""
+    L, D = q.shape[-2:]
+    out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
+    return out.reshape(q.shape)
+
+
+def _reference(q, k, v, scale):
+    return (tlab_attention_ref(q, k, v, scale),)
+
+
+if _ext.LOADED:
+    @torch.library.register_fake("aver_fast::tlab_attention")
+    def _fake(q, k, v, scale):
+        return q.new_empty(q.shape)
+
+    @torch.library.register_fake("aver_fast::tlab_attention_backward")
+    def _fake_backward(grad, q, k, v, scale):
+        return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
+
+    _autograd.register("aver_fast::tlab_attention", _reference,
+                       lambda grads, qkv, _, scale: torch.ops.aver_fast.tlab_attention_backward(grads[0], *qkv, scale),
+                       save_outputs=False)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -136,24 +123,9 @@ def _(grad, q, k, v, out, u, lse_u, lse_o, scale):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
-def _triton_setup_context(ctx, inputs, output):
-    q, k, v, scale = inputs
-    ctx.save_for_backward(q, k, v, *output)
-    ctx.scale = scale
-    ctx.set_materialize_grads(False)
-
-
-def _triton_autograd(ctx, grad, *_unused):
-    q, k, v, out, u, lse_u, lse_o = ctx.saved_tensors
-    if grad is None:
-        return None, None, None, None
-    if _autograd.needs_graph():
-        return (*_reference_grads(ctx, (q, k, v), grad), None)
-    return (*torch.ops.aver_fast.tlab_attention_triton_backward(grad, q, k, v, out, u, lse_u, lse_o, ctx.scale),
-            None)
-
-
-_triton_forward.register_autograd(_triton_autograd, setup_context=_triton_setup_context)
+_autograd.register(_triton_forward, _reference,  # the saved (O, U, lse_u, lse_o) feed the backward kernel
+                   lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_triton_backward(
+                       grads[0], *qkv, *saved, scale))
 
 
 def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -172,16 +144,8 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     return None
 
 
+# ------------------------------------------------------------------------------------------------ backend table
+_registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))
-
-
-if _ext.LOADED:  # CUDA tensors through torch.ops.aver_fast.tlab_attention run the Triton kernels
-    @torch.library.impl("aver_fast::tlab_attention", "CUDA")
-    def _cuda_forward(q, k, v, scale):
-        return torch.ops.aver_fast.tlab_attention_triton(q, k, v, scale)[0]
-
-    @torch.library.impl("aver_fast::tlab_attention_backward", "CUDA")
-    def _cuda_backward(grad, q, k, v, scale):
-        saved = torch.ops.aver_fast.tlab_attention_triton(q, k, v, scale)  # long path: recompute U and the LSEs
-        return torch.ops.aver_fast.tlab_attention_triton_backward(grad, q, k, v, *saved, scale)

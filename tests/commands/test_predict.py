@@ -12,9 +12,9 @@ import torch
 
 from aver_fast.checkpoint import save_run
 from aver_fast.cli import main
-from aver_fast.config import TrainConfig
 from aver_fast.data import make_synthetic
 from aver_fast.models import AVER
+from aver_fast.training import TrainConfig
 
 
 @pytest.fixture(scope="module")

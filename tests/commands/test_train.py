@@ -12,9 +12,8 @@ import torch
 
 from aver_fast.checkpoint import load_checkpoint
 from aver_fast.cli import main
-from aver_fast.commands.train import lr_factor, train
-from aver_fast.config import TrainConfig
 from aver_fast.data import make_synthetic, write_va
+from aver_fast.training import TrainConfig, lr_factor, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,9 +54,9 @@ def test_training_logs_checkpoints_and_resume_is_bit_exact(data, tmp_path):
 def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
     """Ctrl-C during step ``at`` of 3: a resumable checkpoint; after --resume, weights and the log (the epoch's loss
     over all its batches, not only those after resuming) equal an uninterrupted run's."""
-    import aver_fast.commands.train as T
+    import aver_fast.training.steps as T
 
-    original = T._forward
+    original = T.forward
     calls = {"n": 0}
 
     def interrupting_forward(model, batch, device):
@@ -65,12 +64,12 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
         if calls["n"] == at and model.training:
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during this step
         return original(model, batch, device)
-    monkeypatch.setattr(T, "_forward", interrupting_forward)
+    monkeypatch.setattr(T, "forward", interrupting_forward)
     with pytest.raises(KeyboardInterrupt):
         train(cfg(data, tmp_path / "int"))
     _, state = load_checkpoint(str(tmp_path / "int" / "last"))
     assert (state["epoch"], state["batch"]) == (0, at)
-    monkeypatch.setattr(T, "_forward", original)
+    monkeypatch.setattr(T, "forward", original)
     train(cfg(data, tmp_path / "int"), resume=True)
     train(cfg(data, tmp_path / "ref"))
     a = load_checkpoint(str(tmp_path / "int" / "last"))[0]
@@ -83,9 +82,9 @@ def test_ctrl_c_saves_a_resumable_checkpoint(data, tmp_path, monkeypatch, at):
 
 def nan_at(monkeypatch, step: int) -> None:
     """Training step ``step`` (counted over the run) predicts NaN, as a diverged model would."""
-    import aver_fast.commands.train as T
+    import aver_fast.training.steps as T
 
-    original, calls = T._forward, {"n": 0}
+    original, calls = T.forward, {"n": 0}
 
     def forward(model, batch, device):
         out = original(model, batch, device)
@@ -94,11 +93,11 @@ def nan_at(monkeypatch, step: int) -> None:
             if calls["n"] == step:
                 return out * float("nan")
         return out
-    monkeypatch.setattr(T, "_forward", forward)
+    monkeypatch.setattr(T, "forward", forward)
 
 
 def test_divergence_stops_and_keeps_the_last_finite_checkpoint(data, tmp_path, monkeypatch):
-    from aver_fast.commands.train import TrainingDiverged
+    from aver_fast.training import TrainingDiverged
 
     nan_at(monkeypatch, 5)  # epoch 2, step 2
     with pytest.raises(TrainingDiverged, match="diverged at epoch 2, step 2: the loss is nan.*last finite checkpoint"):
@@ -215,7 +214,7 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
         args = ["--data", data, "--out", str(out), "--preset", "tiny", "--features", str(feats), "--set", "epochs=1",
                 "--set", "batch_size=4", "--set", "max_batches=2", "--set", f"lr={lr}", "--set", "train_stride=32"]
         if world == 1:
-            cmd = [sys.executable, "-m", "aver_fast.train", *args]
+            cmd = [sys.executable, "-m", "aver_fast", "train", *args]
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
                    "--master_port", str(29500 + os.getpid() % 1000), "-m", "aver_fast", "train", *args]
@@ -236,7 +235,7 @@ def test_backbone_weight_files(data, tmp_path):
     torch.save(ref.video_backbone.state_dict(), tmp_path / "video.pth")
     torch.save(ref.audio_backbone.state_dict(), tmp_path / "audio.pth")
     c = cfg(data, tmp_path / "w", video_weights=str(tmp_path / "video.pth"), audio_weights=str(tmp_path / "audio.pth"))
-    from aver_fast.config import build_model
+    from aver_fast.training import build_model
     model = build_model(c)
     assert all(torch.equal(model.video_backbone.state_dict()[k], v) for k, v in ref.video_backbone.state_dict().items())
     assert main(["extract-features", "--data", data, "--out", str(tmp_path / "f"), "--preset", "tiny",
@@ -270,9 +269,9 @@ def test_saving_never_deletes_through_a_link_outside_the_run(data, tmp_path, cap
 
 @pytest.mark.parametrize("blocker", ["best", "last", "log.jsonl"])
 def test_a_foreign_best_last_or_log_fails_before_an_epoch(data, tmp_path, blocker, monkeypatch):
-    import aver_fast.commands.train as T
+    import aver_fast.training.steps as T
 
-    monkeypatch.setattr(T, "_forward", lambda *_: pytest.fail("trained before the run folder was checked"))
+    monkeypatch.setattr(T, "forward", lambda *_: pytest.fail("trained before the run folder was checked"))
     run = tmp_path / "run"
     run.mkdir()
     if blocker == "log.jsonl":

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .data import AffWild2Dataset, AlignmentConfig
-from .models import MODELS, AVERConfig
+from ..data import AffWild2Dataset, AlignmentConfig
+from ..models import MODELS, AVERConfig
 
 
 def extract_features(data: str, out: str, config: AVERConfig, alignment: AlignmentConfig, fusion: str = "aver",

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import AlignmentConfig
-from .data.faces import FACE_MODES
-from .models import MODELS, AVERConfig
+from ..data import AlignmentConfig
+from ..data.faces import FACE_MODES
+from ..models import MODELS, AVERConfig
 
 
 @dataclass(frozen=True)
