@@ -1,16 +1,10 @@
-"""Inference shared by ``evaluate``, ``predict`` and the demo: a trained model from its checkpoint, and per-frame
-predictions of whole videos read a few windows at a time."""
+"""A trained model from its checkpoint, validated before any allocation (``evaluate``, ``predict``, ``export``)."""
 from __future__ import annotations
 
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import AffWild2Dataset
 from .models import MODELS, AVERConfig
-from .models.precision import PRECISIONS, cpu_has_native_bf16, precision_context
-
-BATCH_SIZE = 2  # windows per forward pass in evaluate/predict: peak memory grows with it, not with video length
-__all__ = ["BATCH_SIZE", "PRECISIONS", "cpu_has_native_bf16", "load_model", "precision_context", "predict_frames"]
 
 
 def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
@@ -40,33 +34,3 @@ def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
     except RuntimeError as e:
         raise CheckpointError(f"{prefix}: its weights do not fit the model it describes: {e}") from None
     return model.eval(), state
-
-
-def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE,
-                   precision: str = "fp32") -> dict:
-    """Per video: per-frame predictions ``(frames, 2)`` (each frame gets the prediction of the step whose
-    sub-sequence ends at or after it), the labels and per-step (pred, target, mask). Windows are read and run
-    ``batch_size`` at a time, so peak memory does not depend on the video's length; ``precision`` as
-    :func:`precision_context`."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    cfg = ds.config
-    entries = {e.name: e for e in ds.entries}
-    out: dict = {}
-    context = precision_context(model, precision)  # outside inference mode: it may convert the weights' layout
-    with torch.inference_mode(), context:
-        for k0 in range(0, len(ds), batch_size):
-            items = [ds[i] for i in range(k0, min(len(ds), k0 + batch_size))]
-            pred = model(torch.stack([it["video"] for it in items]),
-                         torch.stack([it["audio"] for it in items])).float()
-            for it, p in zip(items, pred, strict=True):
-                e = entries[it["video_name"]]
-                rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
-                                              "labels": torch.from_numpy(e.labels), "steps": []})
-                for s in range(cfg.steps):
-                    lo = it["start"] + s * cfg.subseq
-                    hi = min(e.frames, lo + cfg.subseq)
-                    if lo < hi:
-                        rec["frames"][lo:hi] = p[s]
-                rec["steps"].append((p, it["target"], it["mask"]))
-    return out

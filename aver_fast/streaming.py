@@ -1,34 +1,43 @@
-"""Frame-level prediction of a video file or a live source, with bounded work and memory.
+"""Frame-level predictions of whole videos: one rule for which window's step predicts which frame, used by
+``evaluate`` and the demo (:func:`predict_frames`, windows from the dataset, corruptions included) and by
+``predict`` (:class:`FramePredictor`, frames and audio pushed in order from a file or a live source).
 
-Output frames are every ``step``-th frame from the end of the first full window on (``window - 1``,
-``window - 1 + step``, ...). Each is predicted by the causal window of ``steps`` sub-sequences that ends at it (its
-last step), so a live source gets its answer as soon as the frame arrives. Frames before the first output frame take
-the first window's steps (each frame the step whose sub-sequence ends at or after it), frames between two output
-frames the later one, frames after the last output frame the last one; a video shorter than a window is one padded
-window, as in training.
+Rules (``RULES``; ``RULE`` is every command's default):
 
-``step`` divides the sub-sequence length, so every window's sub-sequences end on the same grid as the output frames:
-each sub-sequence's backbone features are computed once and reused by every window that holds it (up to ``steps``
-windows). Backbone work is ``frames / step`` sub-sequences, whatever the overlap; the fusion runs once per output
-frame. Memory: the last sub-sequence's frames, ``steps · subseq / step`` cached features, and ``batch_size``
-windows in flight.
+* ``windows``: the paper's and the public evaluation's. Non-overlapping windows from frame 0 (the last one padded
+  past the end, as in training); each frame takes the step whose sub-sequence ends at or after it. Backbone work is
+  one sub-sequence per ``subseq`` frames, the fusion one window per ``window`` frames; a frame is known when its
+  window ends.
+* ``causal``: low latency. Output frames are every ``step``-th frame from the end of the first full window on
+  (``window - 1``, ``window - 1 + step``, ...); each takes the last step of the causal window that ends at it, so
+  a live source gets its answer as soon as the frame arrives. Frames before the first output frame take the first
+  window's steps (as ``windows``), frames between two output frames the later one, frames after the last output
+  frame the last one; a video shorter than a window is one padded window.
+
+In :class:`FramePredictor` ``step`` divides the sub-sequence length, so every window's sub-sequences end on one
+grid: each sub-sequence's backbone features are computed once and reused by every window that holds it. Backbone
+work is ``frames / step`` sub-sequences (``step = subseq`` under ``windows``); memory: the last sub-sequence's
+frames, the features of one window and ``batch_size`` windows in flight.
 """
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .data import AlignmentConfig, MediaError
+from .data import AffWild2Dataset, AlignmentConfig, MediaError
 from .data.alignment import plan_window, segment_bounds, subseq_offsets
-from .data.dataset import audio_steps, resize_frames
+from .data.media import CHUNK, iter_file
+from .data.preprocess import audio_steps, resize_frames
 from .models.precision import precision_context
 
-CHUNK = 64  # frames read and pushed at a time from a file
+RULES = ("windows", "causal")
+RULE = "windows"  # the default of evaluate, predict and the demo (see the module docstring)
+BATCH_SIZE = 2  # windows per forward pass: peak memory grows with it, not with the video's length
 
 
 @dataclass
@@ -42,29 +51,52 @@ class Row:
     latency_s: float
 
 
-def check_step(step: int, cfg: AlignmentConfig) -> None:
+def check_rule(rule: str, step: int | None, cfg: AlignmentConfig) -> int:
+    """The sub-sequence grid's stride for ``rule``: ``step`` under ``causal`` (it must divide the sub-sequence
+    length; default 1), the sub-sequence length under ``windows`` (which takes no ``step``)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if rule == "windows":
+        if step is not None and step != cfg.subseq:
+            raise ValueError(f"step={step} applies to rule 'causal' (the 'windows' rule predicts each window once)")
+        return cfg.subseq
+    step = 1 if step is None else step
     if step < 1 or cfg.subseq % step:
         divisors = [d for d in range(1, cfg.subseq + 1) if cfg.subseq % d == 0]
         raise ValueError(f"step must divide the sub-sequence length {cfg.subseq} (one of {divisors}), got {step}")
+    return step
+
+
+def window_steps(rule: str, cfg: AlignmentConfig, first: bool) -> range:
+    """The steps of a window that predict frames: all of them under ``windows`` (and for a video's first window
+    under ``causal``), else the last one. Step ``s`` predicts the frames up to its sub-sequence's end, from the
+    first frame no earlier step or window predicted."""
+    return range(cfg.steps) if rule == "windows" or first else range(cfg.steps - 1, cfg.steps)
+
+
+def output_stride(rule: str, cfg: AlignmentConfig, step: int) -> int:
+    """Frames between the last frames of consecutive predicted windows."""
+    return cfg.window if rule == "windows" else step
 
 
 class FramePredictor:
     """Feed frames (``uint8 (k, H, W, 3)`` RGB, in order) and audio (mono samples at ``cfg.sample_rate``, in order)
     with :meth:`push`; call :meth:`finish` at the end. Both return the rows that became final, in frame order.
 
-    ``faces`` (a :class:`~aver_fast.data.faces.FaceTrack` or :class:`~aver_fast.data.faces.OnlineFaces`) crops the
-    raw frames first; frames without a face get NaN rows (masked, never guessed). ``backbone_calls`` counts the
-    sub-sequences run through the backbones.
+    ``rule`` and ``step``: see the module docstring. ``faces`` (a :class:`~aver_fast.data.faces.FaceTrack` or
+    :class:`~aver_fast.data.faces.OnlineFaces`) crops the raw frames first; frames without a face get NaN rows
+    (masked, never guessed). ``backbone_calls`` counts the sub-sequences run through the backbones.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: AlignmentConfig, fps: float, step: int = 1, batch_size: int = 2,
-                 precision: str = "fp32", faces=None) -> None:
-        check_step(step, cfg)
+    def __init__(self, model: torch.nn.Module, cfg: AlignmentConfig, fps: float, step: int | None = None,
+                 batch_size: int = BATCH_SIZE, precision: str = "fp32", faces=None, rule: str = RULE) -> None:
+        step = check_rule(rule, step, cfg)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        self.model, self.cfg, self.fps, self.step, self.batch_size = model, cfg, float(fps), step, batch_size
+        self.model, self.cfg, self.fps, self.batch_size = model, cfg, float(fps), batch_size
+        self.rule, self.step, self.stride = rule, step, output_stride(rule, cfg, step)
         self.faces = faces
         self._valid: dict[int, bool] = {}  # frames received and not yet written: has a face (True without faces)
         self._context = precision_context(model, precision)  # outside inference mode (it may move the weights)
@@ -130,12 +162,12 @@ class FramePredictor:
             outputs = []
             while self._next_output < self._n and self._next_output in self._features:
                 outputs.append(self._next_output)
-                self._next_output += self.step
+                self._next_output += self.stride
             for k in range(0, len(outputs), self.batch_size):
                 rows += self._windows(outputs[k:k + self.batch_size])
             if final:
-                if self._emitted == 0:  # shorter than a window: one padded window, as in training
-                    rows += self._padded_window()
+                if self._emitted == 0 or (self.rule == "windows" and self._emitted < self._n):
+                    rows += self._padded_window(self._emitted)  # the last window, padded past the end as in training
                 rows += self._rows_until(self._n - 1, self._last, time.perf_counter())
         self._forget()
         return rows
@@ -179,17 +211,17 @@ class FramePredictor:
         rows: list[Row] = []
         now = time.perf_counter()
         for f, p in zip(outputs, pred, strict=True):
-            if self._emitted == 0:  # the first window: its steps for the frames before its end
-                for s in range(self.cfg.steps - 1):
-                    rows += self._rows_until(f - self.cfg.subseq * (self.cfg.steps - 1 - s), p[s].tolist(), now,
-                                             self._arrival.get(f, now))
-            rows += self._rows_until(f, p[-1].tolist(), now, self._arrival.get(f, now))
+            for s in window_steps(self.rule, self.cfg, self._emitted == 0):
+                rows += self._rows_until(f - self.cfg.subseq * (self.cfg.steps - 1 - s), p[s].tolist(), now,
+                                         self._arrival.get(f, now))
             self._last = tuple(p[-1].tolist())
         return rows
 
-    def _padded_window(self) -> list[Row]:
+    def _padded_window(self, start: int) -> list[Row]:
+        """The window at ``start`` that runs past the last frame: its frames clamped to the video, its audio
+        zero-padded, its steps predicting the frames up to the end."""
         cfg = self.cfg
-        ends = plan_window(0, self._n, cfg)[1]
+        ends = plan_window(start, self._n, cfg)[1]
         self._compute([int(e) for e in ends if int(e) not in self._features])
         regions = torch.stack([self._features[int(e)][0] for e in ends])[None]
         audio = torch.stack([self._features[int(e)][1] for e in ends])[None]
@@ -228,34 +260,10 @@ class FramePredictor:
             self._audio, self._audio_start = self._audio[cut:], self._audio_start + cut
 
 
-def iter_file(path: str, cfg: AlignmentConfig, chunk: int = CHUNK) -> tuple[float, int, Iterator]:
-    """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), audio samples))``,
-    decoded in order (:class:`~aver_fast.data.media.FrameStream`); at most ``chunk`` frames at a time, fewer for
-    large frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
-    iterator stops there, or earlier if fewer frames decode."""
-    from .data.media import FrameStream, VideoSource, load_audio
-
-    source = VideoSource(path)
-    fps, n = source.fps, len(source)
-    chunk = source.frames_per_read(chunk)
-    wave = load_audio(path, cfg.sample_rate).samples
-
-    def chunks():
-        stream, sent = FrameStream(path), 0
-        for a in range(0, n, chunk):
-            frames = stream.read(min(chunk, n - a))
-            if not len(frames):
-                return
-            b = a + len(frames)
-            until = wave.shape[0] if b == n else int(round(b / fps * cfg.sample_rate))
-            yield frames, wave[sent:until]
-            sent = max(sent, until)
-    return fps, n, chunks()
-
-
-def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: int = 1, batch_size: int = 2,
-                 precision: str = "fp32", faces: str = "none",
-                 on_rows: Callable[[list[Row]], None] | None = None) -> tuple[torch.Tensor, FramePredictor]:
+def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: int | None = None,
+                 batch_size: int = BATCH_SIZE, precision: str = "fp32", faces: str = "none",
+                 on_rows: Callable[[list[Row]], None] | None = None, rule: str = RULE
+                 ) -> tuple[torch.Tensor, FramePredictor]:
     """Per-frame predictions ``(frames, 2)`` of a video file (NaN where no face was found); ``faces``: ``detect``
     (crops of the tracked face, cached beside the video), ``none`` (whole frames) or ``auto`` (``none`` for frame
     folders and synthetic datasets, whose frames are faces already; else ``detect``); ``on_rows`` sees the rows as
@@ -264,7 +272,7 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     from .data.media import FrameStream, VideoSource
 
     detect = resolve_faces(faces, path) == "detect"
-    fps, n, chunks = iter_file(path, cfg)
+    fps, n, chunks = iter_file(path, cfg.sample_rate)
     track = None
     if detect:
         stream = FrameStream(path)  # frames_of is called on consecutive chunks from frame 0
@@ -272,7 +280,7 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
                                          chunk=VideoSource(path).frames_per_read(CHUNK))
         if not track.valid.any():
             raise MediaError(path, "no face found in any frame (--faces none runs on whole frames)")
-    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, track)
+    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, track, rule)
     out = torch.full((n, 2), float("nan"))
     for frames, audio in chunks:
         _collect(predictor.push(frames, audio), out, on_rows)
@@ -291,43 +299,40 @@ def _collect(rows: list[Row], out: torch.Tensor, on_rows) -> None:
         on_rows(rows)
 
 
-def iter_stream(source: str, cfg: AlignmentConfig, realtime: bool = False) -> tuple[float, Iterator]:
-    """Any PyAV-readable source (file, URL, device) decoded progressively: ``(fps, iterator of (frames uint8
-    (1, H, W, 3) or None, mono audio samples at cfg.sample_rate or None))``. ``realtime`` delivers a file at its own
-    pace (each frame at its timestamp), as a camera would."""
-    import av
-
-    try:
-        container = av.open(source)
-    except Exception as e:  # PyAV raises its own error types per failure (FileNotFoundError, InvalidDataError, ...)
-        raise MediaError(source, f"cannot open ({type(e).__name__}: {str(e)[:200]})") from None
-    if not container.streams.video:
-        container.close()
-        raise MediaError(source, "has no video stream")
-    if not container.streams.audio:
-        container.close()
-        raise MediaError(source, "has no audio stream (the model needs the sound)")
-    video, audio = container.streams.video[0], container.streams.audio[0]
-    rate = video.average_rate or video.guessed_rate
-    if not rate or not float(rate) > 0:
-        container.close()
-        raise MediaError(source, "reports no frame rate")
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
-
-    def frames():
-        start = time.perf_counter()
-        try:
-            for packet in container.demux(video, audio):
-                for frame in packet.decode():
-                    if realtime and frame.time is not None:
-                        time.sleep(max(0.0, start + float(frame.time) - time.perf_counter()))
-                    if packet.stream.type == "video":
-                        yield frame.to_ndarray(format="rgb24")[None], None
-                    else:
-                        for out in resampler.resample(frame):
-                            yield None, out.to_ndarray().reshape(-1)
-            for out in resampler.resample(None):
-                yield None, out.to_ndarray().reshape(-1)
-        finally:
-            container.close()
-    return float(rate), frames()
+def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int = BATCH_SIZE,
+                   precision: str = "fp32", rule: str = RULE, step: int | None = None) -> dict:
+    """Per video of ``ds``: ``frames`` ``(frames, 2)`` predicted by ``rule`` (the module docstring), its ``labels``
+    and, per window run, ``steps`` ``(pred, target, mask)``. ``ds``'s windows must be the rule's:
+    ``window_stride`` = the window under ``windows``, ``step`` under ``causal``. Windows are read and run
+    ``batch_size`` at a time, so peak memory does not depend on the video's length; ``precision`` as
+    :func:`~aver_fast.models.precision.precision_context`."""
+    cfg = ds.config
+    stride = output_stride(rule, cfg, check_rule(rule, step, cfg))
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if cfg.window_stride != stride:
+        raise ValueError(f"the dataset's windows are {cfg.window_stride} frames apart; rule {rule!r} needs {stride}")
+    entries = {e.name: e for e in ds.entries}
+    # under "causal" a window past the end predicts nothing, unless the video is shorter than a window
+    order = [i for i, (v, start) in enumerate(ds.index)
+             if rule == "windows" or start == 0 or start + cfg.window <= ds.entries[v].frames]
+    out: dict = {}
+    context = precision_context(model, precision)  # outside inference mode: it may convert the weights' layout
+    with torch.inference_mode(), context:
+        for k0 in range(0, len(order), batch_size):
+            items = [ds[i] for i in order[k0:k0 + batch_size]]
+            pred = model(torch.stack([it["video"] for it in items]),
+                         torch.stack([it["audio"] for it in items])).float()
+            for it, p in zip(items, pred, strict=True):
+                e = entries[it["video_name"]]
+                rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),
+                                              "labels": torch.from_numpy(e.labels), "steps": [], "_next": 0})
+                for s in window_steps(rule, cfg, it["start"] == 0):
+                    end = min(it["start"] + (s + 1) * cfg.subseq, e.frames)
+                    rec["frames"][rec["_next"]:end] = p[s]
+                    rec["_next"] = max(rec["_next"], end)
+                rec["frames"][rec["_next"]:] = p[-1]  # frames after the last window (causal): the last prediction
+                rec["steps"].append((p, it["target"], it["mask"]))
+    for rec in out.values():
+        del rec["_next"]
+    return out

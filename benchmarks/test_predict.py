@@ -40,14 +40,14 @@ def test_predict_video_seconds_per_second(benchmark, video, mode):
         ds = AffWild2Dataset(root, config=AlignmentConfig())
         run = lambda: _old_path(model, ds)  # noqa: E731
     else:
-        run = lambda: predict_file(model, path, AlignmentConfig(), int(step), 2, precision, "none")  # noqa: E731
+        run = lambda: predict_file(model, path, AlignmentConfig(), int(step), 2, precision, "none", rule="causal")  # noqa: E731
     benchmark.group = "predict: paper preset, CPU, a 20 s video"
     benchmark.pedantic(run, rounds=1 if step == "4" else 3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["video s per wall s"] = round(SECONDS / benchmark.stats.stats.median, 2)
     benchmark.extra_info["threads"] = torch.get_num_threads()
     if mode == "bf16-step32":
-        fp32 = predict_file(model, path, AlignmentConfig(), 32, 2, "fp32", "none")[0]
-        bf16 = predict_file(model, path, AlignmentConfig(), 32, 2, "bf16", "none")[0]
+        fp32 = predict_file(model, path, AlignmentConfig(), 32, 2, "fp32", "none", rule="causal")[0]
+        bf16 = predict_file(model, path, AlignmentConfig(), 32, 2, "bf16", "none", rule="causal")[0]
         benchmark.extra_info["max |bf16 - fp32|"] = round(float((bf16 - fp32).abs().max()), 5)
 
 

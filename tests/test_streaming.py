@@ -1,13 +1,16 @@
-"""Frame-level prediction (aver_fast/streaming.py): causal windows ending at each output frame, sub-sequence
-features computed once, bounded memory, identical results however the input is chunked."""
+"""Frame-level prediction (aver_fast/streaming.py): the two rules, the same values from the dataset's windows
+(evaluate) and from frames pushed in order (predict), sub-sequence features computed once, bounded memory,
+identical results however the input is chunked."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
-from aver_fast.inference import predict_frames
 from aver_fast.models import AVER, AVERConfig
-from aver_fast.streaming import FramePredictor, iter_file, predict_file
+from aver_fast.data.media import iter_file
+from aver_fast.streaming import FramePredictor, predict_file, predict_frames
 
 CFG = AlignmentConfig.tiny()  # windows of 128 frames: 8 sub-sequences of 16
 
@@ -29,7 +32,7 @@ def test_step_equal_to_the_subsequence_reproduces_the_window_predictions(video, 
     """Output frames 127, 143, ...: the window ending at 255 is the dataset's second window (start 128); frames
     before 127 take the first window's steps, exactly as predict_frames gives them."""
     root, path = video
-    frames, predictor = predict_file(model, path, CFG, step=16, batch_size=3)
+    frames, predictor = predict_file(model, path, CFG, rule="causal", step=16, batch_size=3)
     ds = AffWild2Dataset(root, config=CFG)
     windows = next(iter(predict_frames(model, ds).values()))
     torch.testing.assert_close(frames[:128], windows["frames"][:128], rtol=1e-5, atol=1e-6)
@@ -41,20 +44,20 @@ def test_step_equal_to_the_subsequence_reproduces_the_window_predictions(video, 
 
 def test_every_frame_has_its_own_window_at_step_1(video, model):
     _, path = video
-    frames, predictor = predict_file(model, path, CFG, step=1)
+    frames, predictor = predict_file(model, path, CFG, rule="causal", step=1)
     assert predictor.backbone_calls == 270 - 15  # one sub-sequence per frame from the first full one
     assert torch.isfinite(frames).all()
     after = frames[127:]
     assert (after[1:] != after[:-1]).any(dim=1).all(), "from the first full window on, each frame its own answer"
-    coarse, _ = predict_file(model, path, CFG, step=16)
+    coarse, _ = predict_file(model, path, CFG, rule="causal", step=16)
     torch.testing.assert_close(frames[127::16], coarse[127::16], rtol=1e-5, atol=1e-6)
 
 
 def test_pushing_frame_by_frame_gives_the_same_rows(video, model):
     _, path = video
-    fps, n, chunks = iter_file(path, CFG)
-    whole, _ = predict_file(model, path, CFG, step=4)
-    p = FramePredictor(model, CFG, fps, step=4, batch_size=1)
+    fps, n, chunks = iter_file(path, CFG.sample_rate)
+    whole, _ = predict_file(model, path, CFG, rule="causal", step=4)
+    p = FramePredictor(model, CFG, fps, step=4, batch_size=1, rule="causal")
     rows, held = [], []
     for frames, audio in chunks:
         cut = np.linspace(0, len(audio), len(frames) + 1).astype(int)
@@ -73,14 +76,41 @@ def test_pushing_frame_by_frame_gives_the_same_rows(video, model):
 def test_a_video_shorter_than_a_window_is_one_padded_window(tmp_path, model):
     make_synthetic(str(tmp_path), videos=1, seed=5, seconds=3.0, size=32)  # 90 frames < 128
     path = f"{tmp_path}/videos/synth_000.mp4"
-    frames, _ = predict_file(model, path, CFG, step=2)
+    frames, _ = predict_file(model, path, CFG, rule="causal", step=2)
     windows = next(iter(predict_frames(model, AffWild2Dataset(str(tmp_path), config=CFG)).values()))
     torch.testing.assert_close(frames, windows["frames"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("rule, step", [("windows", None), ("causal", 16), ("causal", 4)])
+def test_dataset_windows_and_pushed_frames_give_the_same_frames(video, model, rule, step):
+    """One rule, two sources: evaluate's windows read through the dataset and predict's frames pushed in order give
+    every frame the same prediction (270 frames: a padded last window under windows, frames after the last output
+    frame under causal)."""
+    root, path = video
+    frames, _ = predict_file(model, path, CFG, rule=rule, step=step, batch_size=3)
+    stride = CFG.window if rule == "windows" else step
+    ds = AffWild2Dataset(root, config=dataclasses.replace(CFG, window_stride=stride))
+    windows = next(iter(predict_frames(model, ds, rule=rule, step=step).values()))
+    assert frames.shape == windows["frames"].shape == (270, 2) and torch.isfinite(frames).all()
+    torch.testing.assert_close(frames, windows["frames"], rtol=1e-5, atol=1e-6)
+    if rule == "windows":
+        assert len(windows["steps"]) == 3  # windows at 0, 128 and 256 (padded)
+        assert (frames[:128] != frames[128:256]).any()
+
+
+def test_the_rule_and_its_windows_must_agree(video, model):
+    root, _ = video
+    with pytest.raises(ValueError, match="step=4 applies to rule 'causal'"):
+        FramePredictor(model, CFG, 30.0, step=4)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        FramePredictor(model, CFG, 30.0, rule="centred")
+    with pytest.raises(ValueError, match="the dataset's windows are 128 frames apart; rule 'causal' needs 4"):
+        predict_frames(model, AffWild2Dataset(root, config=CFG), rule="causal", step=4)
+
+
 def test_bad_settings_are_named(model):
     with pytest.raises(ValueError, match=r"step must divide the sub-sequence length 16 \(one of \[1, 2, 4, 8, 16\]\)"):
-        FramePredictor(model, CFG, 30.0, step=5)
+        FramePredictor(model, CFG, 30.0, step=5, rule="causal")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         FramePredictor(model, CFG, 30.0, batch_size=0)
     p = FramePredictor(model, CFG, 30.0)
@@ -108,7 +138,7 @@ def test_large_frames_are_read_a_few_at_a_time_in_order(tmp_path, monkeypatch):
     real = torch.Tensor.float
     monkeypatch.setattr(torch.Tensor, "float", lambda t: converted.append(t.numel()) or real(t))
     cfg = AlignmentConfig.tiny()
-    fps, n, chunks = iter_file(path, cfg)
+    fps, n, chunks = iter_file(path, cfg.sample_rate)
     got = list(chunks)
     assert n == 24 and decoded == [1], "one frame to size the reads; the rest decoded in order"
     assert all(f.nbytes <= READ_BYTES for f, _ in got) and sum(len(f) for f, _ in got) == 24

@@ -13,9 +13,9 @@ import torch
 
 from ..checkpoint import save_run
 from ..data import AffWild2Dataset, make_synthetic, parse_condition, split_videos
-from ..inference import predict_frames
 from ..models import MODELS
 from ..plots import plot
+from ..streaming import predict_frames
 from ..training import PRESETS, TrainConfig, TrainingDiverged, validate
 from ..training.steps import backward
 

@@ -10,8 +10,10 @@ import torch
 
 from ..data import AffWild2Dataset, parse_condition
 from ..data.faces import FACE_HELP, FACE_MODES
-from ..inference import BATCH_SIZE, PRECISIONS, load_model, predict_frames
+from ..inference import load_model
 from ..metrics import INVALID_LABEL, va_ccc
+from ..models.precision import PRECISIONS
+from ..streaming import BATCH_SIZE, RULE, RULES, check_rule, output_stride, predict_frames
 from ..training import TrainConfig
 
 SMOOTHING_EDGES = ("constant", "reflect", "mirror", "nearest", "wrap")  # scipy.ndimage's names
@@ -32,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"default: {PUBLIC_SMOOTHING_EDGES}, zeros, as the public evaluation)")
     p.add_argument("--faces", choices=FACE_MODES,
                    help=FACE_HELP["dataset"] + " (default: what the checkpoint's run used)")
+    p.add_argument("--rule", choices=RULES, default=RULE,
+                   help=f"which window predicts which frame (default: {RULE}, the public evaluation's); causal: as "
+                        "predict --rule causal, each window computed whole (window / step times the backbone work)")
+    p.add_argument("--step", type=int, help="with --rule causal: frames between predicted windows (default: 1)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
 
@@ -92,7 +98,7 @@ def score(preds: dict, post: bool, edges: str = PUBLIC_SMOOTHING_EDGES) -> dict:
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              conditions: tuple[str, ...] = ("clean",), seed: int = 0, batch_size: int = BATCH_SIZE,
              smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, precision: str = "fp32", faces: str | None = None,
-             log=print) -> dict:
+             rule: str = RULE, step: int | None = None, log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
     checkpoints' test split (or ``videos``)."""
     check_edges(smoothing_edges)  # an unknown mode or a bad condition fails before any work
@@ -109,11 +115,13 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
             raise ValueError(f"{prefix}: its test split is empty (videos per split: {sizes}); choose videos with "
                              "--videos")
         results[prefix] = {}
+        align = cfg.alignment()
+        stride = output_stride(rule, align, check_rule(rule, step, align))  # a bad rule or step fails before work
         for cond in conditions:
             condition = parsed[cond]
-            ds = AffWild2Dataset(data, names, cfg.alignment(), condition=condition, seed=seed,
+            ds = AffWild2Dataset(data, names, cfg.alignment(stride), condition=condition, seed=seed,
                                  faces=faces or cfg.faces)
-            preds = predict_frames(model, ds, batch_size, precision)
+            preds = predict_frames(model, ds, batch_size, precision, rule, step)
             results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True, smoothing_edges),
                                      "smoothing_edges": smoothing_edges, "params": condition.params}
             r = results[prefix][cond]
@@ -146,7 +154,8 @@ def write_report(results: dict, out: str) -> None:
 def run(args: argparse.Namespace) -> int:
     results = evaluate(args.checkpoints, args.data, args.videos.split(",") if args.videos else None,
                        tuple(c for c in args.conditions.split(",") if c), batch_size=args.batch_size,
-                       smoothing_edges=args.smoothing_edges, precision=args.precision, faces=args.faces)
+                       smoothing_edges=args.smoothing_edges, precision=args.precision, faces=args.faces,
+                       rule=args.rule, step=args.step)
     write_report(results, args.out)
     print(markdown(results))
     return 0

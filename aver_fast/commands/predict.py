@@ -9,17 +9,34 @@ import json
 import os
 import statistics
 import time
+from dataclasses import asdict, dataclass
 
 from ..checkpoint import checkpoint_digest, sha256_file
 from ..data import MediaError
 from ..data.faces import FACE_HELP, FACE_MODES
 from ..data.media import VIDEO_EXTS, frame_files
-from ..inference import BATCH_SIZE, PRECISIONS
+from ..models.precision import PRECISIONS
+from ..streaming import BATCH_SIZE, RULE, RULES
 
 HELP = "per-frame valence/arousal CSV and plots for videos, or a live source (--stream)"
 CSV_HEADER = "frame,time_s,valence,arousal"
 SUMMARY = "summary.csv"
 RECORD = ".predict.json"  # <stem>.predict.json beside <stem>.csv: what made the CSV, and its SHA-256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How frames are predicted (each setting is an option of the same name; see :mod:`aver_fast.streaming`)."""
+
+    rule: str = RULE
+    step: int | None = None  # rule "causal" only (default 1)
+    batch_size: int = BATCH_SIZE
+    precision: str = "fp32"
+    faces: str = "auto"
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(args.rule, args.step, args.batch_size, args.precision, args.faces)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,9 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint prefix, e.g. runs/aver/best")
     p.add_argument("--labels", help="annotation file (one video only): ground truth drawn dashed")
     p.add_argument("--out", default="predictions", help="output folder")
-    p.add_argument("--step", type=int, default=1,
-                   help="frames between predicted frames; must divide the sub-sequence length (32 at paper size). "
-                        "1 (default): every frame its own window; backbone work is frames / step sub-sequences")
+    p.add_argument("--rule", choices=RULES, default=RULE,
+                   help=f"which window predicts which frame (default: {RULE}, the paper's evaluation: each frame "
+                        "by the step of its non-overlapping window; causal: each frame by the window ending at it, "
+                        "known as soon as the frame arrives)")
+    p.add_argument("--step", type=int,
+                   help="with --rule causal: frames between predicted windows; must divide the sub-sequence length "
+                        "(32 at paper size). 1 (default): every frame its own window; backbone work is frames / step "
+                        "sub-sequences")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
@@ -38,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faces", choices=FACE_MODES, default="auto", help=FACE_HELP["video"] + " (default: auto)")
     p.add_argument("--stream", action="store_true",
                    help="read the source progressively and write each CSV row as soon as it is known, with its "
-                        "latency")
+                        "latency (with --rule causal a frame is known when it arrives; with windows, when its window "
+                        "ends)")
     p.add_argument("--realtime", action="store_true", help="with --stream: deliver a file at its real-time pace")
     p.add_argument("--force", action="store_true", help="redo videos whose CSV is already complete")
 
@@ -69,13 +92,15 @@ def _name(path: str) -> str:
     return f"{stem}.video" if stem == os.path.splitext(SUMMARY)[0] else stem
 
 
-def _provenance(video: str, checkpoint: str, step: int, precision: str, faces: str) -> dict:
-    """What a video's CSV depends on: the video's content, the checkpoint, the settings, the version."""
+def _provenance(video: str, checkpoint: str, settings: Settings) -> dict:
+    """What a video's CSV depends on: the video's content, the checkpoint, the settings (the batch size changes
+    nothing), the version."""
     from .._version import __version__
     from ..data.media import content_digest
 
-    return {"video_content": content_digest(video), "checkpoint": checkpoint_digest(checkpoint), "step": step,
-            "precision": precision, "faces": faces, "aver_fast": __version__}
+    made = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
+    return {"video_content": content_digest(video), "checkpoint": checkpoint_digest(checkpoint), **made,
+            "aver_fast": __version__}
 
 
 def _record_path(csv_path: str) -> str:
@@ -137,9 +162,8 @@ def _write_record(csv_path: str, report: dict, provenance: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, batch_size: int = BATCH_SIZE,
-                  precision: str = "fp32", step: int = 1, loaded=None, progress=None, faces: str = "auto",
-                  made_by: dict | None = None) -> dict:
+def predict_video(video: str, checkpoint: str, out: str, labels: str | None = None, settings: Settings = Settings(),
+                  loaded=None, progress=None, made_by: dict | None = None) -> dict:
     """Write ``out/<name>.csv`` (frame, time_s, valence, arousal: one row per frame) and the two plots. The CSV is
     written under a temporary name and renamed when complete, then its record (``made_by``: the provenance, computed
     here unless given)."""
@@ -161,10 +185,11 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
     check_ours(csv_path)  # before any work
     model, state = loaded or load_model(checkpoint)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config")
-    made_by = made_by or _provenance(video, checkpoint, step, precision, faces)
+    made_by = made_by or _provenance(video, checkpoint, settings)
     t0 = time.perf_counter()
-    frames, predictor = predict_file(model, video, cfg.alignment(), step, batch_size, precision, faces,
-                                     on_rows=(lambda rows: progress(len(rows))) if progress else None)
+    frames, predictor = predict_file(model, video, cfg.alignment(), settings.step, settings.batch_size,
+                                     settings.precision, settings.faces,
+                                     (lambda rows: progress(len(rows))) if progress else None, settings.rule)
     wall = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
     name = _name(video)
@@ -194,8 +219,8 @@ def _forget_record(csv_path: str) -> None:
         os.remove(_record_path(csv_path))
 
 
-def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int = BATCH_SIZE,
-                 precision: str = "fp32", step: int = 1, force: bool = False, faces: str = "auto") -> list[dict]:
+def predict_many(videos: list[str], checkpoint: str, out: str, settings: Settings = Settings(),
+                 force: bool = False) -> list[dict]:
     """Every video in turn under one progress bar (frames). A video whose CSV is complete and was made by the same
     video content, checkpoint and settings is skipped (its earlier summary row kept) unless ``force``; any other
     is (re)done, and the summary says why. A video that fails, whatever the error, is recorded and the others go
@@ -214,7 +239,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int =
     todo: list[tuple[str, str, dict]] = []
     for v in videos:
         try:
-            made_by = _provenance(v, checkpoint, step, precision, faces)
+            made_by = _provenance(v, checkpoint, settings)
         except (OSError, ValueError) as e:
             results[v] = {"video": v, "status": f"failed: {e}"}
             continue
@@ -232,8 +257,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, batch_size: int =
     with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
         for v, why, made_by in todo:
             try:
-                r = predict_video(v, checkpoint, out, None, batch_size, precision, step, loaded, bar.update, faces,
-                                  made_by)
+                r = predict_video(v, checkpoint, out, None, settings, loaded, bar.update, made_by)
                 results[v] = {**r, "status": "done" if why == "new" else why}
             except Exception as e:  # noqa: BLE001 -- one video's failure, whatever it is, never stops the batch
                 results[v] = {"video": v, "status": f"failed: {type(e).__name__}: {e}"
@@ -258,20 +282,22 @@ def _write_summary(results: list[dict], out: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, precision: str = "fp32",
-                   step: int = 1, realtime: bool = False, faces: str = "auto") -> dict:
+def predict_stream(source: str, checkpoint: str, out: str, settings: Settings = Settings(batch_size=1),
+                   realtime: bool = False) -> dict:
     """Rows ``frame,time_s,valence,arousal,latency_s`` appended to ``out/<name>.csv`` (flushed) as each becomes
     known; returns the latency statistics."""
     from ..data.faces import OnlineFaces, resolve_faces
+    from ..data.media import iter_stream
     from ..inference import load_model
-    from ..streaming import FramePredictor, iter_stream
+    from ..streaming import FramePredictor
     from ..training import TrainConfig
 
     model, state = load_model(checkpoint)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config").alignment()
-    fps, items = iter_stream(source, cfg, realtime)
-    detect = resolve_faces(faces, source) == "detect"
-    predictor = FramePredictor(model, cfg, fps, step, batch_size, precision, OnlineFaces(fps) if detect else None)
+    fps, items = iter_stream(source, cfg.sample_rate, realtime)
+    faces = OnlineFaces(fps) if resolve_faces(settings.faces, source) == "detect" else None
+    predictor = FramePredictor(model, cfg, fps, settings.step, settings.batch_size, settings.precision, faces,
+                               settings.rule)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")
     check_ours(csv_path)
@@ -299,20 +325,18 @@ def predict_stream(source: str, checkpoint: str, out: str, batch_size: int = 1, 
 
 def run(args: argparse.Namespace) -> int:
     if args.stream:
-        print(json.dumps(predict_stream(args.video, args.checkpoint, args.out, args.batch_size, args.precision,
-                                        args.step, args.realtime, args.faces)))
+        print(json.dumps(predict_stream(args.video, args.checkpoint, args.out, settings_from_args(args),
+                                        args.realtime)))
         return 0
     if args.realtime:
         raise ValueError("--realtime paces a --stream source; add --stream")
     videos = find_videos(args.video)
     if len(videos) == 1 and os.path.samefile(videos[0], args.video):  # one video named: always (re)done
-        print(json.dumps(predict_video(videos[0], args.checkpoint, args.out, args.labels, args.batch_size,
-                                       args.precision, args.step, faces=args.faces)))
+        print(json.dumps(predict_video(videos[0], args.checkpoint, args.out, args.labels, settings_from_args(args))))
         return 0
     if args.labels:
         raise ValueError("--labels names the ground truth of one video; give one video with it")
-    results = predict_many(videos, args.checkpoint, args.out, args.batch_size, args.precision, args.step, args.force,
-                           args.faces)
+    results = predict_many(videos, args.checkpoint, args.out, settings_from_args(args), args.force)
     failed = [r for r in results if r["status"].startswith("failed")]
     print(json.dumps({"summary": os.path.join(args.out, SUMMARY), "videos": len(results),
                       "done": sum(r["status"] == "done" for r in results),

@@ -15,20 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..ops.log_mel import log_mel
 from .alignment import AlignmentConfig, plan_window, segment_bounds, window_starts
 from .annotations import INVALID, read_va
 from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
 from .faces import FaceTrack, crop_faces, resolve_faces
-from .media import READ_BYTES, VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
-from .noise_reduction import spectral_gate
-
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
+from .media import VIDEO_EXTS, VideoSource, abandon_inherited, check_audio_file, find_audio_file, load_audio
+from .preprocess import audio_steps, resize_frames
 
 
 @dataclass
@@ -307,26 +302,3 @@ class AffWild2Dataset(Dataset):
 
     def _audio_tensor(self, segments: torch.Tensor) -> torch.Tensor:
         return audio_steps(segments, self.config)
-
-
-def resize_frames(frames: np.ndarray, cfg: AlignmentConfig) -> torch.Tensor:
-    """``uint8 (U, H, W, 3)`` RGB -> ``(U, 3, S, S)`` resized (bilinear, antialiased) and Kinetics-normalised."""
-    raw = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    group = max(1, READ_BYTES // (4 * raw[0].numel())) if len(raw) else 1  # float copies of a few frames at a time
-    x = torch.cat([F.interpolate(raw[k:k + group].float().div_(255.0), size=(cfg.image_size, cfg.image_size),
-                                 mode="bilinear", antialias=True, align_corners=False)
-                   for k in range(0, len(raw), group)]) if len(raw) else \
-        torch.zeros(0, 3, cfg.image_size, cfg.image_size)
-    mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(KINETICS_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def audio_steps(segments: torch.Tensor, cfg: AlignmentConfig) -> torch.Tensor:
-    """Audio segments ``(L, samples)`` -> normalised dB log-mels ``(L, 1, n_mels, audio_frames)``."""
-    db = log_mel(segments, sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_length,
-                 hop_length=cfg.hop_length, n_mels=cfg.n_mels, mel_scale=cfg.mel_scale,
-                 norm=cfg.mel_norm)  # (L, n_mels, audio_frames)
-    if cfg.noise_reduction:
-        db = spectral_gate(db)
-    return ((db - cfg.db_mean) / cfg.db_std).unsqueeze(1)

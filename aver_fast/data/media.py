@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +14,7 @@ from .resample import resample
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 FRAME_EXTS = (".jpg", ".png")  # a frame folder's numbered frames: 00001.jpg, 00002.jpg, ...
+CHUNK = 64  # frames decoded and handed on at a time from a file (fewer for large frames: see READ_BYTES)
 READ_BYTES = 64 << 20  # raw frames read at a time (about 10 frames of 1080p): memory does not grow with resolution
 
 # Decoders inherited by a forked worker from its parent: destroying one there hangs (its threads did not survive
@@ -326,3 +329,70 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio: np.ndarray |
         raise
     container.close()
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------ decoding in order
+def iter_file(path: str, sample_rate: int, chunk: int = CHUNK) -> tuple[float, int, Iterator]:
+    """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), mono audio samples at
+    sample_rate))``,
+    decoded in order (:class:`~aver_fast.data.media.FrameStream`); at most ``chunk`` frames at a time, fewer for
+    large frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
+    iterator stops there, or earlier if fewer frames decode."""
+    source = VideoSource(path)
+    fps, n = source.fps, len(source)
+    chunk = source.frames_per_read(chunk)
+    wave = load_audio(path, sample_rate).samples
+
+    def chunks():
+        stream, sent = FrameStream(path), 0
+        for a in range(0, n, chunk):
+            frames = stream.read(min(chunk, n - a))
+            if not len(frames):
+                return
+            b = a + len(frames)
+            until = wave.shape[0] if b == n else int(round(b / fps * sample_rate))
+            yield frames, wave[sent:until]
+            sent = max(sent, until)
+    return fps, n, chunks()
+
+
+def iter_stream(source: str, sample_rate: int, realtime: bool = False) -> tuple[float, Iterator]:
+    """Any PyAV-readable source (file, URL, device) decoded progressively: ``(fps, iterator of (frames uint8
+    (1, H, W, 3) or None, mono audio samples at sample_rate or None))``. ``realtime`` delivers a file at its own
+    pace (each frame at its timestamp), as a camera would."""
+    import av
+
+    try:
+        container = av.open(source)
+    except Exception as e:  # PyAV raises its own error types per failure (FileNotFoundError, InvalidDataError, ...)
+        raise MediaError(source, f"cannot open ({type(e).__name__}: {str(e)[:200]})") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(source, "has no video stream")
+    if not container.streams.audio:
+        container.close()
+        raise MediaError(source, "has no audio stream (the model needs the sound)")
+    video, audio = container.streams.video[0], container.streams.audio[0]
+    rate = video.average_rate or video.guessed_rate
+    if not rate or not float(rate) > 0:
+        container.close()
+        raise MediaError(source, "reports no frame rate")
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+    def frames():
+        start = time.perf_counter()
+        try:
+            for packet in container.demux(video, audio):
+                for frame in packet.decode():
+                    if realtime and frame.time is not None:
+                        time.sleep(max(0.0, start + float(frame.time) - time.perf_counter()))
+                    if packet.stream.type == "video":
+                        yield frame.to_ndarray(format="rgb24")[None], None
+                    else:
+                        for out in resampler.resample(frame):
+                            yield None, out.to_ndarray().reshape(-1)
+            for out in resampler.resample(None):
+                yield None, out.to_ndarray().reshape(-1)
+        finally:
+            container.close()
+    return float(rate), frames()

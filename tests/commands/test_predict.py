@@ -34,7 +34,7 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     shutil.copytree(root / "data" / "videos", videos)
     (videos / "broken.mp4").write_bytes(b"not a video")
     out = tmp_path / "out"
-    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--step", "4",
+    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4",
                  "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report == {"summary": str(out / "summary.csv"), "videos": 4, "done": 3, "skipped": 0, "failed": 1}
@@ -47,7 +47,7 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     assert lines[0] == "frame,time_s,valence,arousal" and len(lines) == 151
     stamp = os.path.getmtime(out / "synth_000.csv")
     os.remove(out / "synth_001.csv")  # as if interrupted there
-    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), "--step", "4",
+    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4",
                  "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["done"], report["skipped"], report["failed"]) == (1, 2, 1)
@@ -64,13 +64,41 @@ def test_one_video_per_frame_with_titled_plots(setup, tmp_path, capsys, monkeypa
     monkeypatch.setattr(plots, "plot", lambda *a, **k: titles.append(k.get("title")) or real(*a, **k))
     video = str(root / "data" / "videos" / "synth_002.mp4")
     assert main(["predict", video, "--checkpoint", ckpt, "--out", str(tmp_path), "--labels",
-                 str(root / "data" / "annotations" / "synth_002.txt")]) == 0
+                 str(root / "data" / "annotations" / "synth_002.txt"), "--rule", "causal"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == 150 and report["backbone_subsequences"] == 150 - 15
     values = [tuple(r.split(",")[2:]) for r in (tmp_path / "synth_002.csv").read_text().splitlines()[1:]]
     assert len(set(values[127:])) == len(values[127:]), "step 1: every frame after the first window its own value"
     assert titles == ["aver (best) on synth_002"]
     assert (tmp_path / "synth_002_trace.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("rule", ["windows", "causal"])
+def test_evaluate_and_predict_give_every_frame_the_same_value(setup, tmp_path, capsys, monkeypatch, rule):
+    """Was: evaluate spread each step over its sub-sequence while predict used causal windows, so the same frame
+    got two values. Now one rule (windows by default, causal asked for) in both commands: predict's CSV equals the
+    frames evaluate scores, and so does the CCC computed from it."""
+    import aver_fast.commands.evaluate as E
+
+    root, ckpt = setup
+    scored = {}
+    real_score = E.score
+    monkeypatch.setattr(E, "score", lambda preds, *a, **k: scored.update(preds) or real_score(preds, *a, **k))
+    rule_args = ["--rule", rule] + (["--step", "4"] if rule == "causal" else [])
+    assert main(["evaluate", ckpt, "--data", str(root / "data"), "--videos", "synth_002", "--out",
+                 str(tmp_path / "eval"), "--faces", "none", *rule_args]) == 0
+    video = str(root / "data" / "videos" / "synth_002.mp4")
+    assert main(["predict", video, "--checkpoint", ckpt, "--out", str(tmp_path / "pred"), "--faces", "none",
+                 *rule_args]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    csv = torch.tensor([[float(x) for x in r.split(",")[2:]]
+                        for r in (tmp_path / "pred" / "synth_002.csv").read_text().splitlines()[1:]])
+    evaluated = scored["synth_002"]["frames"]
+    assert csv.shape == evaluated.shape == (150, 2)
+    torch.testing.assert_close(csv, evaluated, rtol=0, atol=2e-5)  # the CSV keeps 5 decimals
+    if rule == "windows":  # each sub-sequence once: windows at 0 and 128 (padded), 8 steps each
+        assert report["backbone_subsequences"] == 16
+    assert (csv[1:] != csv[:-1]).any()
 
 
 def test_stream_a_file_at_real_time_pace(setup, tmp_path, capsys):
@@ -87,7 +115,7 @@ def test_stream_a_file_at_real_time_pace(setup, tmp_path, capsys):
     watcher.start()
     t0 = time.perf_counter()
     assert main(["predict", video, "--checkpoint", ckpt, "--out", str(tmp_path), "--stream", "--realtime",
-                 "--step", "2"]) == 0
+                 "--rule", "causal", "--step", "2"]) == 0
     wall = time.perf_counter() - t0
     watcher.join()
     report = json.loads(capsys.readouterr().out)
@@ -103,7 +131,7 @@ def test_bad_requests(setup, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nothing*.mp4"), "--checkpoint", ckpt]) == 2
     assert "no such video" in capsys.readouterr().err
     video = str(root / "data" / "videos" / "synth_000.mp4")
-    assert main(["predict", video, "--checkpoint", ckpt, "--step", "3", "--out", str(tmp_path)]) == 2
+    assert main(["predict", video, "--checkpoint", ckpt, "--rule", "causal", "--step", "3", "--out", str(tmp_path)]) == 2
     assert "step must divide the sub-sequence length 16" in capsys.readouterr().err
     assert main(["predict", video, "--checkpoint", ckpt, "--realtime"]) == 2
     assert "--realtime paces a --stream source" in capsys.readouterr().err
@@ -124,20 +152,20 @@ def test_own_video_with_a_face_is_cropped_tracked_and_masked(setup, tmp_path, ca
     t = np.arange(int(5.0 * 16000)) / 16000
     path = str(tmp_path / "me.mp4")
     write_video(path, frames, 30.0, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "out"), "--step", "4"]) == 0
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "out"), "--rule", "causal", "--step", "4"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames_without_face"] == 30
     rows = [r.split(",") for r in (tmp_path / "out" / "me.csv").read_text().splitlines()[1:]]
     missing = [i for i, r in enumerate(rows) if r[2] == "nan"]
     assert missing == list(range(120, 150)), "exactly the long gap has no prediction"
     assert (tmp_path / "me.faces.npz").is_file()
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "live"), "--step", "4",
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "live"), "--rule", "causal", "--step", "4",
                  "--stream"]) == 0  # a live source: causal tracking, the face held 0.5 s, then masked
     capsys.readouterr()
     live = [r.split(",") for r in (tmp_path / "live" / "me.csv").read_text().splitlines()[1:]]
     assert len(live) == 150 and all(r[2] != "nan" for r in live[:120]) and all(r[2] == "nan" for r in live[138:])
     monkeypatch.setattr(faces, "detect_faces", lambda *_: pytest.fail("detected again"))
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--step", "4"]) == 0
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--rule", "causal", "--step", "4"]) == 0
     assert (tmp_path / "again" / "me.csv").read_text() == (tmp_path / "out" / "me.csv").read_text()
 
 
@@ -151,7 +179,7 @@ def _folder(root, tmp_path, names):
 
 
 def _run(videos, ckpt, out, *extra):
-    return main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--step", "4", "--faces", "none",
+    return main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4", "--faces", "none",
                  *extra])
 
 
@@ -185,17 +213,17 @@ def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(videos, ckpt, out) == 0
     step4 = (out / "a.csv").read_text()
-    assert _run(videos, ckpt, out, "--step", "8") == 0
+    assert _run(videos, ckpt, out, "--rule", "causal", "--step", "8") == 0
     assert _statuses(out) == {"a.mp4": "redone (made with another step)"}
     assert (out / "a.csv").read_text() != step4
     other = str(tmp_path / "other" / "best")
     torch.manual_seed(1)
     cfg = TrainConfig(preset="tiny")
     save_run(other, AVER(cfg.model_config()), cfg, {"train": [], "val": [], "test": []}, epoch=1)
-    assert _run(videos, other, out, "--step", "8") == 0
+    assert _run(videos, other, out, "--rule", "causal", "--step", "8") == 0
     assert _statuses(out) == {"a.mp4": "redone (made with another checkpoint)"}
     shutil.copy(root / "data" / "videos" / "synth_001.mp4", videos / "a.mp4")  # another video, same name
-    assert _run(videos, other, out, "--step", "8") == 0
+    assert _run(videos, other, out, "--rule", "causal", "--step", "8") == 0
     capsys.readouterr()
     assert _statuses(out) == {"a.mp4": "redone (made with another video_content)"}
 
