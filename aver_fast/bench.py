@@ -18,7 +18,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +179,10 @@ def mel_cases(device: str = "cpu", size: str = "paper", backend: str = "cpp") ->
 
     Useful flops per frame: a real FFT (2.5 N log2 N), the power (3 per bin) and the mel projection over the
     filterbank's non-zeros (2 per non-zero; the dense matmul of the reference does ~50x more)."""
-    n_fft, n_freqs, n_mels, hop = 1024, 513, 128, 441
+    n_fft = 1024
+    n_freqs = 513
+    n_mels = 128
+    hop = 441
     nnz = int((mel_filterbank(44100, n_fft, n_mels, 0.0, 22050.0, "slaney", "slaney") != 0).sum())
     out = []
     for clips, samples in MEL_SHAPES[size]:
@@ -230,7 +232,7 @@ def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
     def record(_op: str, _backend: str, seconds: float) -> None:
         spent[0] += seconds
     run = lambda: model.forward_features(v, a)  # noqa: E731
-    with mock.patch.dict(os.environ, {_registry.ENV_VAR: backend}), torch.no_grad(), _registry.observe(record):
+    with _registry.using_backend(backend), torch.no_grad(), _registry.observe(record):
         timing = measure(run, min_time=0.5)
         spent[0] = 0.0
         for _ in range(repeats):
@@ -267,8 +269,9 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
                          f"({t.lo * 1e6:,.0f}–{t.hi * 1e6:,.0f}) | {speedup[name][0]:.2f}× | "
                          f"{speedup[name][1]:.2f}× | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
             log(lines[-1])
-    x, w, j = torch.randn(16, 16, 512, requires_grad=True), torch.randn(512, 1024, requires_grad=True), \
-        torch.randn(16, 16, 1024, requires_grad=True)
+    x = torch.randn(16, 16, 512, requires_grad=True)
+    w = torch.randn(512, 1024, requires_grad=True)
+    j = torch.randn(16, 16, 1024, requires_grad=True)
     mem_ref = saved_bytes(jca_correlation_ref, [x, w, j])
     mem_cpp = saved_bytes(lambda a, b, c: jca_correlation(a, b, c, backend="cpp"), [x, w, j])
     lines += ["", f"jca_correlation (16, 16, 512 → 1024), activation memory saved for backward beyond the inputs: "

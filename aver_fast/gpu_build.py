@@ -9,10 +9,10 @@ ptxas reports more than :data:`MAX_SPILL_BYTES` of spill stores, or when it take
 seconds to compile.
 
 Sweep (``full``): TLAB attention fp32/fp16/bf16, L in :data:`TLAB_L` (both sides of every path and tile switch, up to
-4096), D in :data:`TLAB_D` (up to 256 on the flash path, 512 on the fused short path), 1 and 64 problems; JCA fp32/
-fp16/bf16 over :data:`JCA_SHAPES`; log_mel fp32/fp16/bf16 waveforms, n_mels in :data:`MEL_BANDS` (up to 512), every
-padding mode. ``quick`` keeps, per kernel, dtypes and padding mode, the specialization with the largest tiles:
-every kernel and every target, in a few minutes.
+4096), D in :data:`TLAB_D` (up to 256 on the flash path, 512 on the fused short path), 1 and 64 problems; JCA
+fp32/fp16/bf16 over :data:`JCA_BUILD_SHAPES`; log_mel fp32/fp16/bf16 waveforms, n_mels in :data:`MEL_BANDS` (up to
+512), every padding mode. ``quick`` keeps, per kernel, dtypes and padding mode, the specialization with the largest
+tiles: every kernel and every target, in a few minutes.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ MAX_SPILL_BYTES = 4096  # spill stores per thread reported by ptxas: beyond this
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 TLAB_L = (1, 8, 16, 17, 32, 33, 64, 65, 128, 200, 1024, 4096)
 TLAB_D = (16, 32, 64, 100, 128, 256, 512)
-JCA_SHAPES = ((16, 16, 512, 1024), (1, 1, 8, 8), (8, 100, 48, 40), (4, 33, 512, 64))  # (batch, L, C, D)
+JCA_BUILD_SHAPES = ((16, 16, 512, 1024), (1, 1, 8, 8), (8, 100, 48, 40), (4, 33, 512, 64))  # (batch, L, C, D)
 MEL_BANDS = (16, 64, 128, 200, 256, 257, 512)
 MEL_FRAMES = (1, 20, 104, 1000)
 
@@ -90,7 +90,7 @@ def plans_for(arch: int, quick: bool = False) -> list:
                 for n in (1, 64):
                     for p in tlab.plans(n, L, D, dtype, target):
                         found.setdefault(p.key(), p)
-        for b, L, c, d in JCA_SHAPES:
+        for b, L, c, d in JCA_BUILD_SHAPES:
             for p in jca.plans(2, b, L, L, c, d, dtype).values():
                 found.setdefault(p.key(), p)
         for n_mels in MEL_BANDS:

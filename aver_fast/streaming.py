@@ -21,6 +21,7 @@ frames, the features of one window and ``batch_size`` windows in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from .data import AffWild2Dataset, AlignmentConfig, MediaError
 from .data.alignment import plan_window, segment_bounds, subseq_offsets
 from .data.media import CHUNK, iter_file
 from .data.preprocess import audio_steps, resize_frames
-from .models.precision import precision_context
+from .models.precision import cpu_layout, precision_context
 
 RULES = ("windows", "causal")
 RULE = "windows"  # the default of evaluate, predict and the demo (see the module docstring)
@@ -95,11 +96,18 @@ class FramePredictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        self.model, self.cfg, self.fps, self.batch_size = model, cfg, float(fps), batch_size
-        self.rule, self.step, self.stride = rule, step, output_stride(rule, cfg, step)
+        self.model = model
+        self.cfg = cfg
+        self.fps = float(fps)
+        self.batch_size = batch_size
+        self.rule = rule
+        self.step = step
+        self.stride = output_stride(rule, cfg, step)
         self.faces = faces
         self._valid: dict[int, bool] = {}  # frames received and not yet written: has a face (True without faces)
-        self._context = precision_context(model, precision)  # outside inference mode (it may move the weights)
+        self._context = precision_context(model, precision)
+        self._layout = contextlib.ExitStack()  # the backbone's CPU layout, from here until finish()
+        self._layout.enter_context(cpu_layout(model))
         self.first_output = cfg.window - 1
         self.backbone_calls = 0
         self._frames: dict[int, torch.Tensor] = {}  # recent preprocessed frames (3, S, S) by index
@@ -142,9 +150,13 @@ class FramePredictor:
         return self._n
 
     def finish(self) -> list[Row]:
+        """The remaining rows; the model's weights get back the layout they had before this predictor."""
         if self._n == 0:
             raise ValueError("no frames were pushed")
-        return self._run(final=True)
+        try:
+            return self._run(final=True)
+        finally:
+            self._layout.close()
 
     # ---- work ----
     def _ready(self, end: int, final: bool) -> bool:
@@ -317,8 +329,7 @@ def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int 
     order = [i for i, (v, start) in enumerate(ds.index)
              if rule == "windows" or start == 0 or start + cfg.window <= ds.entries[v].frames]
     out: dict = {}
-    context = precision_context(model, precision)  # outside inference mode: it may convert the weights' layout
-    with torch.inference_mode(), context:
+    with cpu_layout(model), torch.inference_mode(), precision_context(model, precision):
         for k0 in range(0, len(order), batch_size):
             items = [ds[i] for i in order[k0:k0 + batch_size]]
             pred = model(torch.stack([it["video"] for it in items]),

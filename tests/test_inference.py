@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
-from aver_fast.streaming import predict_frames
 from aver_fast.models import AVER, AVERConfig
 from aver_fast.models.base import INFERENCE_CLIPS
+from aver_fast.streaming import predict_frames
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
@@ -26,7 +26,7 @@ def test_predict_frames_streams_batches_and_bounds_backbone_clips(tmp_path, batc
     model.video_backbone.forward_map = counting_forward_map
     rec = next(iter(predict_frames(model, ds, batch_size, rule="causal", step=16).values()))
     n = ds.entries[0].frames
-    ran = [s for _, s in ds.index if s == 0 or s + ds.config.window <= n]  # causal: windows past the end predict nothing
+    ran = [s for _, s in ds.index if s == 0 or s + ds.config.window <= n]  # causal: none past the end (but the first)
     assert len(ran) > 3 and sum(batches) == len(ran) and max(batches) == batch_size
     assert max(clips) <= INFERENCE_CLIPS and sum(clips) == len(ran) * AVERConfig.tiny().seq_len
     assert torch.isfinite(rec["frames"]).all()
@@ -48,8 +48,12 @@ def test_precision_bf16_is_close_to_fp32_and_falls_back_without_native_bf16(tmp_
     ds = AffWild2Dataset(str(tmp_path), config=AlignmentConfig.tiny())
     torch.manual_seed(0)
     model = AVER(AVERConfig.tiny()).eval()
+    layouts = []
+    model.register_forward_pre_hook(lambda m, _: layouts.append(
+        m.video_backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)))
     fp32 = next(iter(predict_frames(model, ds).values()))["frames"]
-    assert model.video_backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert layouts and all(layouts), "the CPU layout while predicting"
+    assert model.video_backbone.stem[0].weight.is_contiguous(), "was: the caller's model kept the converted layout"
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
     bf16 = next(iter(predict_frames(model, ds, precision="bf16").values()))["frames"]
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32), "bf16 ran"

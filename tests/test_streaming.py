@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from aver_fast.data import AffWild2Dataset, AlignmentConfig, make_synthetic
-from aver_fast.models import AVER, AVERConfig
 from aver_fast.data.media import iter_file
+from aver_fast.models import AVER, AVERConfig
 from aver_fast.streaming import FramePredictor, predict_file, predict_frames
 
 CFG = AlignmentConfig.tiny()  # windows of 128 frames: 8 sub-sequences of 16

@@ -1,7 +1,7 @@
 """Data pipeline: media files on disk -> the paper's aligned windows -> model-ready tensors."""
 from .alignment import AlignmentConfig, plan_window, segment_bounds, window_starts
 from .annotations import read_va, write_va
-from .corrupt import corrupt_dataset
+from .corrupted_copy import corrupt_dataset
 from .corruptions import CONDITIONS, TRANSFORMS, Clip, Condition, parse_condition
 from .dataset import AffWild2Dataset, Summary, VideoEntry, discover, read_split_list, split_videos
 from .errors import MediaError

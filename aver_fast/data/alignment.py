@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..sizes import PAPER, PUBLIC_CODE, TINY
+
+SUBSEQ = 32  # frames per sub-sequence at paper size (the window is PAPER.steps of them)
+TINY_SUBSEQ = 16
+
 
 @dataclass(frozen=True)
 class AlignmentConfig:
@@ -17,17 +22,17 @@ class AlignmentConfig:
     are left-zero-padded or cropped at their start so the end stays aligned with the label frame.
     """
 
-    window: int = 512
-    subseq: int = 32
-    frames_per_subseq: int = 8
-    window_stride: int = 512
-    image_size: int = 112
+    window: int = PAPER.steps * SUBSEQ
+    subseq: int = SUBSEQ
+    frames_per_subseq: int = PAPER.frames
+    window_stride: int = PAPER.steps * SUBSEQ
+    image_size: int = PAPER.image_size
     sample_rate: int = 44100
     n_fft: int = 1024
     win_length: int = 882
     hop_length: int = 441
-    n_mels: int = 128
-    audio_frames: int = 104
+    n_mels: int = PAPER.n_mels
+    audio_frames: int = PAPER.audio_frames
     mel_scale: str = "slaney"  # "htk": torchaudio's default, the public code's
     mel_norm: str | None = "slaney"  # None: triangles of height 1, torchaudio's default
     noise_reduction: bool = True
@@ -57,15 +62,18 @@ class AlignmentConfig:
     def public_code(cls, **overrides) -> "AlignmentConfig":
         """The public code's audio front end: 64 HTK mel bands without area normalisation (torchaudio's defaults),
         no noise reduction, dB normalised as ``(dB + 14.8) / 19.895``."""
-        base = dict(n_mels=64, mel_scale="htk", mel_norm=None, noise_reduction=False, db_mean=-14.8, db_std=19.895)
+        base = dict(n_mels=PUBLIC_CODE.n_mels, mel_scale="htk", mel_norm=None, noise_reduction=False, db_mean=-14.8,
+                    db_std=19.895)
         base.update(overrides)
         return cls(**base)
 
     @classmethod
     def tiny(cls, **overrides) -> "AlignmentConfig":
         """Matches ``AVERConfig.tiny()``: 8 steps of 16 frames, 4 frames each at 32 px, 32 mels x 24 frames."""
-        base = dict(window=128, subseq=16, frames_per_subseq=4, window_stride=128, image_size=32, sample_rate=16000,
-                    n_fft=512, win_length=400, hop_length=320, n_mels=32, audio_frames=24)
+        window = TINY.steps * TINY_SUBSEQ
+        base = dict(window=window, subseq=TINY_SUBSEQ, frames_per_subseq=TINY.frames, window_stride=window,
+                    image_size=TINY.image_size, sample_rate=16000, n_fft=512, win_length=400, hop_length=320,
+                    n_mels=TINY.n_mels, audio_frames=TINY.audio_frames)
         base.update(overrides)
         return cls(**base)
 

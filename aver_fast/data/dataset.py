@@ -192,29 +192,14 @@ class AffWild2Dataset(Dataset):
         self._audio: collections.OrderedDict = collections.OrderedDict()
         self._tracks: dict[int, FaceTrack] = {}
 
-    @classmethod
-    def from_video(cls, path: str, config: AlignmentConfig | None = None, labels: str | None = None,
-                   fps: float | None = None) -> "AffWild2Dataset":
-        """One video (file or frame folder), with an optional annotation file; unlabelled frames are marked -5."""
-        source = VideoSource(path, fps=fps)
-        n = len(source)
-        va = np.full((n, 2), INVALID, dtype=np.float32)
-        if labels is not None:
-            given = read_va(labels)
-            if len(given) != n:
-                raise MediaError(labels, f"has {len(given)} frames but {path} has {n}")
-            va = given
-        if not _has_audio(path):
-            raise MediaError(path, "video has no audio stream (and no .wav/.flac next to it)")
-        name = os.path.splitext(os.path.basename(path.rstrip(os.sep)))[0]
-        return cls(None, config=config, entries=[VideoEntry(name, labels or "", path, va, n, source.fps)])
-
     def __len__(self) -> int:
         return len(self.index)
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_sources"], state["_audio"], state["_pid"] = {}, collections.OrderedDict(), None
+        state['_sources'] = {}
+        state['_audio'] = collections.OrderedDict()
+        state['_pid'] = None
         return state
 
     def _source(self, v: int) -> VideoSource:
@@ -274,7 +259,7 @@ class AffWild2Dataset(Dataset):
             mask &= track.valid[torch.from_numpy(np.minimum(ends, e.frames - 1))].numpy()
         clips = self._resized(v, unique, frames, track)[torch.from_numpy(inverse.reshape(frame_idx.shape))]
         return {"video": clips.permute(0, 2, 1, 3, 4).contiguous(),  # (L, 3, T, S, S)
-                "audio": self._audio_tensor(segments), "target": torch.from_numpy(labels.astype(np.float32)),
+                "audio": audio_steps(segments, self.config), "target": torch.from_numpy(labels.astype(np.float32)),
                 "mask": torch.from_numpy(mask), "video_name": e.name, "start": start}
 
     def _babble_sources(self, v: int, rng: np.random.Generator) -> list[int]:
@@ -299,6 +284,3 @@ class AffWild2Dataset(Dataset):
         per = source.frames_per_read(len(unique))
         return torch.cat([prepare(source.frames(unique[k:k + per]), unique[k:k + per])
                           for k in range(0, len(unique), per)])
-
-    def _audio_tensor(self, segments: torch.Tensor) -> torch.Tensor:
-        return audio_steps(segments, self.config)

@@ -65,7 +65,9 @@ class LeaderFollower(_TCNFusionBase):
         c = self.config
         m = c.head_hidden
         self.proj_video, self.proj_audio = nn.Linear(c.video_dim, m), nn.Linear(c.audio_dim, m)
-        self.w_q, self.w_k, self.w_v = nn.Linear(m, m), nn.Linear(m, m), nn.Linear(m, m)
+        self.w_q = nn.Linear(m, m)
+        self.w_k = nn.Linear(m, m)
+        self.w_v = nn.Linear(m, m)
         self.head = RegressionHead(3 * m, c.head_hidden, c.dropout)
 
     def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:

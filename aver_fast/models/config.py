@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..sizes import PAPER, PUBLIC_CODE, TINY
+
 REGION_LAYOUTS = ("spatial", "channel_major")
 INITS = ("default", "xavier")
 
@@ -16,11 +18,11 @@ class AVERConfig:
     and a ``(1, n_mels, audio_frames)`` log-mel spectrogram.
     """
 
-    seq_len: int = 16
-    frames_per_clip: int = 8
-    image_size: int = 112
-    n_mels: int = 128
-    audio_frames: int = 104  # 1 + 45599 // 441: one 1.03 s window at 44.1 kHz
+    seq_len: int = PAPER.steps
+    frames_per_clip: int = PAPER.frames
+    image_size: int = PAPER.image_size
+    n_mels: int = PAPER.n_mels
+    audio_frames: int = PAPER.audio_frames  # one 1.03 s segment at 44.1 kHz
     video_widths: tuple[int, ...] = (64, 128, 256, 512)
     video_blocks: tuple[int, ...] = (2, 2, 2, 2)
     audio_widths: tuple[int, ...] = (64, 128, 256, 512)
@@ -109,8 +111,8 @@ class AVERConfig:
     @classmethod
     def tiny(cls, **overrides) -> "AVERConfig":
         """Small enough to train end to end (backbones included) on 2 CPU cores in minutes."""
-        base = dict(seq_len=8, frames_per_clip=4, image_size=32, n_mels=32, audio_frames=24,
-                    video_widths=(8, 16, 24, 32), video_blocks=(1, 1, 1, 1),
+        base = dict(seq_len=TINY.steps, frames_per_clip=TINY.frames, image_size=TINY.image_size, n_mels=TINY.n_mels,
+                    audio_frames=TINY.audio_frames, video_widths=(8, 16, 24, 32), video_blocks=(1, 1, 1, 1),
                     audio_widths=(8, 16, 24, 32), audio_blocks=(1, 1, 1, 1), freeze_backbones=False,
                     avga_hidden=32, avga_attn_dim=16, tcn_dilation=2, lstm_layers=1, dropout=0.1,
                     jca_layers=1, jca_hidden=64, blstm_hidden=32, blstm_layers=1, head_hidden=32)
@@ -122,19 +124,16 @@ class AVERConfig:
         """The authors' public code (asmoon002/AVER, ``TLAB_CAM``): its forward pass in eval mode, its 26,971,763
         trainable fusion parameters, its initialisation and dropouts, 64 mel bands. Load its weights with
         :func:`aver_fast.models.load_public_state_dict`."""
-        base = dict(n_mels=64, tcn_dilation=2, attention="cross", tcn_weight_norm=False, lstm_learned_init=True,
-                    lstm_normalize=True, blstm_project=True, avga_audio_by_region=True, avga_after_audio_tlab=True,
-                    region_layout="channel_major", normalize_whole_map=True, jca_attention="features",
-                    separate_heads=True, init="xavier", lstm_dropout=0.4, tcn_dropout=0.2, attention_dropout=0.1,
-                    jca_dropout=0.4, blstm_dropout=0.2, head_dropout=0.6)
+        base = dict(n_mels=PUBLIC_CODE.n_mels, tcn_dilation=2, attention="cross", tcn_weight_norm=False,
+                    lstm_learned_init=True, lstm_normalize=True, blstm_project=True, avga_audio_by_region=True,
+                    avga_after_audio_tlab=True, region_layout="channel_major", normalize_whole_map=True,
+                    jca_attention="features", separate_heads=True, init="xavier", lstm_dropout=0.4, tcn_dropout=0.2,
+                    attention_dropout=0.1, jca_dropout=0.4, blstm_dropout=0.2, head_dropout=0.6)
         base.update(overrides)
         return cls(**base)
 
     def replace(self, **changes) -> "AVERConfig":
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AVERConfig":

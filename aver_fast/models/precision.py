@@ -1,10 +1,12 @@
-"""Running a model in fp32 or bf16: the autocast context, and whether this CPU has native bfloat16."""
+"""Running a model in fp32 or bf16: the autocast context, whether this CPU has native bfloat16, and the video
+backbone's faster weight layout on the CPU for the time of a prediction."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import sys
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -26,14 +28,10 @@ def cpu_has_native_bf16() -> bool:
 
 def precision_context(model: torch.nn.Module, precision: str) -> contextlib.AbstractContextManager:
     """The context to run ``model`` in for ``precision``: ``fp32``, or ``bf16`` autocast (on CUDA; on a CPU with
-    native bfloat16, else a warning and fp32). On the CPU the video backbone's weights are also put in
-    channels-last 3-D memory format (the same numbers, faster convolutions with oneDNN)."""
+    native bfloat16, else a warning and fp32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = next(model.parameters()).device
-    backbone = getattr(model, "video_backbone", None)
-    if device.type == "cpu" and backbone is not None:
-        backbone.to(memory_format=torch.channels_last_3d)
     if precision == "fp32":
         return contextlib.nullcontext()
     if device.type == "cpu" and not cpu_has_native_bf16():
@@ -41,3 +39,22 @@ def precision_context(model: torch.nn.Module, precision: str) -> contextlib.Abst
                       "slower than fp32; running in fp32", RuntimeWarning, stacklevel=2)
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def cpu_layout(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, on the CPU, the video backbone's 5-D weights in channels-last-3d layout (the same numbers;
+    faster oneDNN convolutions); the layout they had is restored after. Enter it outside ``torch.inference_mode``
+    (weights re-laid there would become inference tensors)."""
+    backbone = getattr(model, "video_backbone", None)
+    weights = [] if backbone is None else [p for p in backbone.parameters()
+                                           if p.device.type == "cpu" and p.dim() == 5 and p.is_contiguous()]
+    with torch.no_grad():
+        for p in weights:
+            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p in weights:
+                p.data = p.data.contiguous()

@@ -18,7 +18,9 @@ class AVGA(nn.Module):
     def __init__(self, video_dim: int = 512, audio_dim: int = 512, hidden: int = 512, attn_dim: int = 49,
                  audio_by_region: bool = False) -> None:
         super().__init__()
-        self.video_dim, self.audio_dim, self.attn_dim = video_dim, audio_dim, attn_dim
+        self.video_dim = video_dim
+        self.audio_dim = audio_dim
+        self.attn_dim = attn_dim
         self.audio_by_region = audio_by_region
         self.affine_video = nn.Linear(video_dim, hidden)
         self.affine_audio = nn.Linear(audio_dim, hidden)

@@ -84,7 +84,10 @@ class JCA(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if attention not in JCA_ATTENTIONS:
             raise ValueError(f"attention must be one of {JCA_ATTENTIONS}, got {attention!r}")
-        self.dim_a, self.dim_v, self.seq_len, self.attention = dim_a, dim_v, seq_len, attention
+        self.dim_a = dim_a
+        self.dim_v = dim_v
+        self.seq_len = seq_len
+        self.attention = attention
         hidden = hidden or dim_a + dim_v
         self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout) if attention == "time"
                                     else FeatureCoAttentionLayer(dim_a, dim_v, seq_len, dropout)

@@ -25,7 +25,10 @@ class BiLSTM(nn.Module):
         if input_size < 1 or hidden < 1 or num_layers < 1:
             raise ValueError(f"input_size, hidden and num_layers must be >= 1, got {input_size}, {hidden}, "
                              f"{num_layers}")
-        self.input_size, self.hidden, self.num_layers, self.normalize = input_size, hidden, num_layers, normalize
+        self.input_size = input_size
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.normalize = normalize
         self.rnn = nn.LSTM(input_size, hidden, num_layers, batch_first=True, bidirectional=True,
                            dropout=dropout if num_layers > 1 else 0.0)
         self.proj = nn.Linear(input_size + 2 * hidden, out_size) if out_size is not None else None

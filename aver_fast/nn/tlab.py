@@ -47,8 +47,12 @@ class TLAB(nn.Module):
             raise ValueError("attention_dropout (dropout on the attention weights) needs attention='cross'; the fused "
                              "global-local product has no dropout inside")
         tcn_channels = tuple(tcn_channels) if tcn_channels is not None else (dim, dim)
-        self.dim, self.num_heads, self.attention = dim, num_heads, attention
-        self.use_tcn, self.use_lstm, self.use_attention = use_tcn, use_lstm, use_attention
+        self.dim = dim
+        self.num_heads = num_heads
+        self.attention = attention
+        self.use_tcn = use_tcn
+        self.use_lstm = use_lstm
+        self.use_attention = use_attention
         self.tcn = TCN(dim, tcn_channels, tcn_kernel_size, tcn_dilation, _given(tcn_dropout, dropout),
                        weight_norm=tcn_weight_norm) if use_tcn else None
         kv_dim = tcn_channels[-1] if use_tcn else dim
@@ -81,7 +85,9 @@ class TLAB(nn.Module):
         if self.use_attention:
             q_src = h if h is not None else x
             kv_src = t if t is not None else x
-            q, k, v = self._heads(self.w_q(q_src)), self._heads(self.w_k(kv_src)), self._heads(self.w_v(kv_src))
+            q = self._heads(self.w_q(q_src))
+            k = self._heads(self.w_k(kv_src))
+            v = self._heads(self.w_v(kv_src))
             if self.attention == "global_local":
                 o = tlab_attention(q, k, v)
             else:

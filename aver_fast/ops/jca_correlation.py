@@ -84,7 +84,9 @@ def _pair(a, w_a, v, w_v, j, scale, backend):
     s_v = check_inputs(v, w_v, j, scale)
     b = _registry.select(OP, a.device, a.dtype, backend, (a, w_a, j, s_a))
     if b.name == "triton" and a.shape == v.shape and w_a.shape == w_v.shape:
-        lead, lx, lj = a.shape[:-2], a.shape[-2], j.shape[-2]
+        lead = a.shape[:-2]
+        lx = a.shape[-2]
+        lj = j.shape[-2]
         x = torch.stack([a.reshape(-1, lx, a.shape[-1]), v.reshape(-1, lx, v.shape[-1])])
         out = torch.ops.aver_fast.jca_correlation_triton(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]),
                                                          s_a)
@@ -96,7 +98,9 @@ def _pair(a, w_a, v, w_v, j, scale, backend):
 def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.jca_correlation`` (``csrc/cpu/jca_correlation.cpp``) on ``(N, L, C)`` /
     ``(N, L, D)`` views."""
-    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
+    lead = x.shape[:-2]
+    lx = x.shape[-2]
+    lj = j.shape[-2]
     out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
                                                  j.reshape(-1, lj, j.shape[-1]), scale)
     return out.reshape(*lead, lx, lj)
@@ -108,7 +112,9 @@ def _cpp_reference(x, w, j, scale):
 
 
 def _cpp_backward(grads, xwj, saved, scale):
-    (grad, grad_xw), (x, w, j), (out, xw) = grads, xwj, saved
+    grad, grad_xw = grads
+    x, w, j = xwj
+    out, xw = saved
     if grad is None:
         grad = torch.zeros_like(out)
     dx, dw, dj = torch.ops.aver_fast.jca_correlation_backward(grad, out, xw, x, w, j, scale)
@@ -166,7 +172,9 @@ _autograd.register(_triton_forward, _triton_reference,  # x @ w is not saved: th
 
 
 def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
-    lead, lx, lj = x.shape[:-2], x.shape[-2], j.shape[-2]
+    lead = x.shape[:-2]
+    lx = x.shape[-2]
+    lj = j.shape[-2]
     out = torch.ops.aver_fast.jca_correlation_triton(x.reshape(1, -1, lx, x.shape[-1]), w.unsqueeze(0),
                                                      j.reshape(-1, lj, j.shape[-1]), scale)
     return out.reshape(*lead, lx, lj)

@@ -17,7 +17,10 @@ class EpochSampler(Sampler):
 
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True,
                  pad: bool = True) -> None:
-        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.n = n
+        self.seed = seed
+        self.rank = rank
+        self.world = world
         self.shuffle, self.pad = shuffle, pad
         self.epoch = 0
         self.skip = 0

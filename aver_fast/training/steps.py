@@ -56,13 +56,17 @@ def validate(net: torch.nn.Module, batches: Iterable[dict], device: torch.device
     """CCC of valence and arousal (and their mean) over every valid step of ``batches``, in eval mode without
     gradients; ``gather(pred, target, mask)`` joins other ranks' predictions first."""
     net.eval()
-    preds, targets, masks = [], [], []
+    preds = []
+    targets = []
+    masks = []
     with torch.no_grad():
         for batch in batches:
             preds.append(forward(net, batch, device).float().cpu())
             targets.append(batch["target"])
             masks.append(batch["mask"])
-    pred, target, mask = torch.cat(preds), torch.cat(targets), torch.cat(masks)
+    pred = torch.cat(preds)
+    target = torch.cat(targets)
+    mask = torch.cat(masks)
     if gather is not None:
         pred, target, mask = gather(pred, target, mask)
     return va_ccc(pred, target, mask)

@@ -17,6 +17,11 @@ from aver_fast.models import AVER
 from aver_fast.training import TrainConfig
 
 
+def causal(step: int) -> list[str]:
+    """predict's options for causal windows every ``step`` frames."""
+    return ["--rule", "causal", "--step", str(step)]
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict")
@@ -34,7 +39,7 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     shutil.copytree(root / "data" / "videos", videos)
     (videos / "broken.mp4").write_bytes(b"not a video")
     out = tmp_path / "out"
-    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4",
+    assert main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), *causal(4),
                  "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report == {"summary": str(out / "summary.csv"), "videos": 4, "done": 3, "skipped": 0, "failed": 1}
@@ -47,7 +52,7 @@ def test_a_folder_of_videos_is_resumable_with_a_summary(setup, tmp_path, capsys)
     assert lines[0] == "frame,time_s,valence,arousal" and len(lines) == 151
     stamp = os.path.getmtime(out / "synth_000.csv")
     os.remove(out / "synth_001.csv")  # as if interrupted there
-    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4",
+    assert main(["predict", str(videos / "*.mp4"), "--checkpoint", ckpt, "--out", str(out), *causal(4),
                  "--faces", "none"]) == 1
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["done"], report["skipped"], report["failed"]) == (1, 2, 1)
@@ -115,7 +120,7 @@ def test_stream_a_file_at_real_time_pace(setup, tmp_path, capsys):
     watcher.start()
     t0 = time.perf_counter()
     assert main(["predict", video, "--checkpoint", ckpt, "--out", str(tmp_path), "--stream", "--realtime",
-                 "--rule", "causal", "--step", "2"]) == 0
+                 *causal(2)]) == 0
     wall = time.perf_counter() - t0
     watcher.join()
     report = json.loads(capsys.readouterr().out)
@@ -131,7 +136,7 @@ def test_bad_requests(setup, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nothing*.mp4"), "--checkpoint", ckpt]) == 2
     assert "no such video" in capsys.readouterr().err
     video = str(root / "data" / "videos" / "synth_000.mp4")
-    assert main(["predict", video, "--checkpoint", ckpt, "--rule", "causal", "--step", "3", "--out", str(tmp_path)]) == 2
+    assert main(["predict", video, "--checkpoint", ckpt, *causal(3), "--out", str(tmp_path)]) == 2
     assert "step must divide the sub-sequence length 16" in capsys.readouterr().err
     assert main(["predict", video, "--checkpoint", ckpt, "--realtime"]) == 2
     assert "--realtime paces a --stream source" in capsys.readouterr().err
@@ -152,20 +157,20 @@ def test_own_video_with_a_face_is_cropped_tracked_and_masked(setup, tmp_path, ca
     t = np.arange(int(5.0 * 16000)) / 16000
     path = str(tmp_path / "me.mp4")
     write_video(path, frames, 30.0, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "out"), "--rule", "causal", "--step", "4"]) == 0
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "out"), *causal(4)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames_without_face"] == 30
     rows = [r.split(",") for r in (tmp_path / "out" / "me.csv").read_text().splitlines()[1:]]
     missing = [i for i, r in enumerate(rows) if r[2] == "nan"]
     assert missing == list(range(120, 150)), "exactly the long gap has no prediction"
     assert (tmp_path / "me.faces.npz").is_file()
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "live"), "--rule", "causal", "--step", "4",
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "live"), *causal(4),
                  "--stream"]) == 0  # a live source: causal tracking, the face held 0.5 s, then masked
     capsys.readouterr()
     live = [r.split(",") for r in (tmp_path / "live" / "me.csv").read_text().splitlines()[1:]]
     assert len(live) == 150 and all(r[2] != "nan" for r in live[:120]) and all(r[2] == "nan" for r in live[138:])
     monkeypatch.setattr(faces, "detect_faces", lambda *_: pytest.fail("detected again"))
-    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), "--rule", "causal", "--step", "4"]) == 0
+    assert main(["predict", path, "--checkpoint", ckpt, "--out", str(tmp_path / "again"), *causal(4)]) == 0
     assert (tmp_path / "again" / "me.csv").read_text() == (tmp_path / "out" / "me.csv").read_text()
 
 
@@ -179,7 +184,7 @@ def _folder(root, tmp_path, names):
 
 
 def _run(videos, ckpt, out, *extra):
-    return main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), "--rule", "causal", "--step", "4", "--faces", "none",
+    return main(["predict", str(videos), "--checkpoint", ckpt, "--out", str(out), *causal(4), "--faces", "none",
                  *extra])
 
 
@@ -213,17 +218,17 @@ def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(videos, ckpt, out) == 0
     step4 = (out / "a.csv").read_text()
-    assert _run(videos, ckpt, out, "--rule", "causal", "--step", "8") == 0
+    assert _run(videos, ckpt, out, *causal(8)) == 0
     assert _statuses(out) == {"a.mp4": "redone (made with another step)"}
     assert (out / "a.csv").read_text() != step4
     other = str(tmp_path / "other" / "best")
     torch.manual_seed(1)
     cfg = TrainConfig(preset="tiny")
     save_run(other, AVER(cfg.model_config()), cfg, {"train": [], "val": [], "test": []}, epoch=1)
-    assert _run(videos, other, out, "--rule", "causal", "--step", "8") == 0
+    assert _run(videos, other, out, *causal(8)) == 0
     assert _statuses(out) == {"a.mp4": "redone (made with another checkpoint)"}
     shutil.copy(root / "data" / "videos" / "synth_001.mp4", videos / "a.mp4")  # another video, same name
-    assert _run(videos, other, out, "--rule", "causal", "--step", "8") == 0
+    assert _run(videos, other, out, *causal(8)) == 0
     capsys.readouterr()
     assert _statuses(out) == {"a.mp4": "redone (made with another video_content)"}
 
