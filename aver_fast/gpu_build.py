@@ -17,6 +17,7 @@ tiles: every kernel and every target, in a few minutes.
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import multiprocessing
 import os
 import re
@@ -216,4 +217,37 @@ def markdown(results: list[Result]) -> str:
         rows.append(f"| {r.kernel} | {r.spec} | sm_{r.arch} | {r.shared / 1024:.0f} KB | {r.limit / 1024:.0f} KB | "
                     f"{r.registers} | {r.spills} B | {r.seconds:.1f} s | "
                     f"{'yes' if not r.problems else 'NO: ' + '; '.join(r.problems)} |")
+    return "\n".join(rows) + "\n"
+
+
+CSV_FIELDS = ("kernel", "specialization", "arch", "shared_bytes", "limit_bytes", "registers", "spill_bytes",
+              "compile_s", "problems")
+
+
+def write_csv(results: list[Result], path: str) -> None:
+    """Every specialization, one row each (``CSV_FIELDS``), sorted by kernel, specialization and arch."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_FIELDS)
+        for r in sorted(results, key=lambda r: (r.kernel, r.spec, r.arch)):
+            w.writerow([r.kernel, r.spec, r.arch, r.shared, r.limit, r.registers, r.spills, f"{r.seconds:.2f}",
+                        "; ".join(r.problems)])
+    os.replace(tmp, path)
+
+
+def summary(results: list[Result]) -> str:
+    """Per kernel and arch, the worst case of each limit: specializations, largest shared memory (and its share of
+    the arch's limit), most registers, most spill stores, slowest compilation, failures."""
+    rows = ["| kernel | arch | specializations | shared memory (worst, % of limit) | registers | spill stores | "
+            "compile | failing |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, int], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.kernel, r.arch), []).append(r)
+    for (kernel, arch), rs in sorted(groups.items()):
+        worst = max(rs, key=lambda r: r.shared / max(r.limit, 1))
+        failing = sum(bool(r.problems) for r in rs)
+        rows.append(f"| {kernel} | sm_{arch} | {len(rs)} | {worst.shared / 1024:.0f} KB "
+                    f"({100 * worst.shared / max(worst.limit, 1):.0f}%) | {max(r.registers for r in rs)} | "
+                    f"{max(r.spills for r in rs)} B | {max(r.seconds for r in rs):.1f} s | {failing or 'none'} |")
     return "\n".join(rows) + "\n"

@@ -1,8 +1,8 @@
 """`pytest benchmarks -k predict`: end-to-end `predict` speed on the CPU at paper size (R(2+1)D-18 + ResNet18 + the
 fusion, 16 x 8 frames at 112 px per 512-frame window), in video seconds per wall second, decoding the synthetic
 mp4 included: 0.1's path (one prediction per 32 frames, fp32, contiguous weights, no_grad), and frame-level
-predict now (`--step 32` and `--step 4`, fp32 and bf16 autocast on native-bfloat16 CPUs). And the face stage
-(detection, tracking, crops) in frames per second."""
+predict now (the default `--rule windows`, and `--rule causal` at `--step 32` and `--step 4`; fp32 and bf16 autocast
+on native-bfloat16 CPUs). And the face stage (detection, tracking, crops) in frames per second."""
 import pytest
 import torch
 
@@ -28,10 +28,12 @@ def _old_path(model, ds):
             model(item["video"][None], item["audio"][None])
 
 
-@pytest.mark.parametrize("mode", ["0.1-fp32", "fp32-step32", "bf16-step32", "fp32-step4", "bf16-step4"])
+@pytest.mark.parametrize("mode", ["0.1-fp32", "fp32-windows", "bf16-windows", "fp32-step32", "bf16-step32",
+                                  "fp32-step4", "bf16-step4"])
 def test_predict_video_seconds_per_second(benchmark, video, mode):
     root, path = video
     precision, _, step = mode.partition("-step")
+    precision = precision.removesuffix("-windows")
     if precision == "bf16" and not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16 (AVX512-BF16 or AMX): predict would run fp32")
     torch.manual_seed(0)
@@ -39,8 +41,11 @@ def test_predict_video_seconds_per_second(benchmark, video, mode):
     if mode == "0.1-fp32":
         ds = AffWild2Dataset(root, config=AlignmentConfig())
         run = lambda: _old_path(model, ds)  # noqa: E731
+    elif mode.endswith("windows"):
+        run = lambda: predict_file(model, path, AlignmentConfig(), None, 2, precision, "none")  # noqa: E731
     else:
-        run = lambda: predict_file(model, path, AlignmentConfig(), int(step), 2, precision, "none", rule="causal")  # noqa: E731
+        run = lambda: predict_file(model, path, AlignmentConfig(), int(step), 2, precision, "none",  # noqa: E731
+                                   rule="causal")
     benchmark.group = "predict: paper preset, CPU, a 20 s video"
     benchmark.pedantic(run, rounds=1 if step == "4" else 3, iterations=1, warmup_rounds=1)
     benchmark.extra_info["video s per wall s"] = round(SECONDS / benchmark.stats.stats.median, 2)

@@ -65,3 +65,24 @@ def test_a_real_compilation_for_a_named_target_and_the_failure_rules(monkeypatch
     bad = gpu_build.Result("k", "s", 86, error="does not compile: x")
     assert bad.problems == ["does not compile: x"]
     assert "| NO: " in gpu_build.markdown([too_big]) and "| yes |" in gpu_build.markdown([r])
+
+
+def test_out_writes_the_worst_cases_and_every_specialization_as_csv(monkeypatch, tmp_path):
+    """The results file holds a summary (worst case per kernel and arch), not the sweep's 1,275 rows; those go to
+    gpu_build.csv beside it."""
+    import csv
+
+    from aver_fast.cli import main
+
+    results = [gpu_build.Result("k", f"s{i}", 86, shared=1024 * (10 + i), limit=101376, registers=40 + i, spills=i,
+                                seconds=0.5 * i) for i in range(3)]
+    results.append(gpu_build.Result("k", "big", 90, shared=120_000, limit=232448, spills=5000, seconds=1.0))
+    monkeypatch.setattr(gpu_build, "check", lambda *_args, **_kwargs: results)
+    out = tmp_path / "RESULTS.md"
+    assert main(["check-gpu-build", "--out", str(out)]) == 1  # one specialization fails (spills)
+    text = out.read_text()
+    assert "| k | sm_86 | 3 | 12 KB (12%) | 42 | 2 B | 1.0 s | none |" in text
+    assert "| k | sm_90 | 1 | 117 KB (52%) | 0 | 5000 B | 1.0 s | 1 |" in text
+    rows = list(csv.DictReader((tmp_path / "gpu_build.csv").open()))
+    assert [r["specialization"] for r in rows] == ["big", "s0", "s1", "s2"]
+    assert rows[0]["problems"].startswith("5000 bytes of spill stores") and rows[1]["shared_bytes"] == "10240"

@@ -27,7 +27,7 @@ $PY -m venv "$WORK/sdist-env"
 import sys, tarfile
 names = tarfile.open(sys.argv[1]).getnames()
 for need in ("csrc/cpu/isa.h", "csrc/ops.cpp", "kernels/tlab_attention.py", "aver_fast/data/dataset.py", "LICENSE",
-             "README.md", "tools/aver_build.py"):
+             "README.md", "docs/commands.md", "tools/aver_build.py", "tools/deps.py"):
     assert any(n.endswith("/" + need) for n in names), f"sdist lacks {need}"
 print(f"sdist has {len(names)} files")
 EOF

@@ -4,11 +4,13 @@ every specialization passes, 1 when one fails."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..gpu_build import ARCHS
 
 HELP = f"compile every Triton kernel specialization for sm_{'/'.join(map(str, ARCHS))} without a GPU and check it fits"
 DEFAULT_ARCHS = ",".join(map(str, ARCHS))
+CSV_NAME = "gpu_build.csv"  # beside the --out markdown file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,12 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="the largest specialization of each kernel, dtype class and "
                                                         "padding mode only (CI)")
     p.add_argument("--jobs", type=int, help="parallel compilations (default: the CPU count)")
-    p.add_argument("--out", help="also write the table into this markdown file (its 'gpu-build' section)")
+    p.add_argument("--out", help="also write the per-kernel, per-arch worst cases into this markdown file (its "
+                                 "'gpu-build' section) and every specialization into gpu_build.csv beside it")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import write_section
-    from ..gpu_build import check, markdown
+    from ..gpu_build import check, markdown, summary, write_csv
 
     try:
         archs = tuple(int(a.strip().removeprefix("sm_")) for a in args.arch.split(",") if a.strip())
@@ -35,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(results) - len(failed)} of {len(results)} specializations pass "
           f"({'quick' if args.quick else 'full'} sweep)")
     if args.out:
+        table_csv = os.path.join(os.path.dirname(args.out) or ".", CSV_NAME)
+        write_csv(results, table_csv)
         write_section(args.out, "## GPU build: ahead-of-time compilation (`aver-fast check-gpu-build"
-                      + (" --quick" if args.quick else "") + "`)\n\n" + table, section="gpu-build")
+                      + (" --quick" if args.quick else "") + "`)\n\nWorst case per kernel and arch; every "
+                      f"specialization in `{CSV_NAME}`.\n\n" + summary(results), section="gpu-build")
     return 1 if failed else 0
