@@ -1,3 +1,4 @@
 """The ``aver-fast`` commands, one module each: ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> exit code``. They sit side by side: none imports another; what they share lives below them
-(:mod:`aver_fast.config`, :mod:`aver_fast.inference`, :mod:`aver_fast.plots`, :mod:`aver_fast.checkpoint`)."""
+``run(args) -> exit code``, a thin layer of options over one library call. They sit side by side: none imports
+another; what they do lives below them (:mod:`aver_fast.training`, :mod:`aver_fast.evaluation`,
+:mod:`aver_fast.predict_videos`, :mod:`aver_fast.demo`, :mod:`aver_fast.export`, ...)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.ndimage import uniform_filter1d
 
-from aver_fast.commands.evaluate import PUBLIC_SMOOTHING_EDGES, SMOOTHING_EDGES, markdown, moving_average
+from aver_fast.evaluation import PUBLIC_SMOOTHING_EDGES, SMOOTHING_EDGES, markdown, moving_average
 
 
 @pytest.mark.parametrize("edges", SMOOTHING_EDGES)

@@ -83,7 +83,7 @@ def test_evaluate_and_predict_give_every_frame_the_same_value(setup, tmp_path, c
     """Was: evaluate spread each step over its sub-sequence while predict used causal windows, so the same frame
     got two values. Now one rule (windows by default, causal asked for) in both commands: predict's CSV equals the
     frames evaluate scores, and so does the CCC computed from it."""
-    import aver_fast.commands.evaluate as E
+    import aver_fast.evaluation as E
 
     root, ckpt = setup
     scored = {}
