@@ -185,17 +185,30 @@ class FramePredictor:
         return rows
 
     def _compute(self, ends: list[int]) -> None:
-        """Backbone features of the sub-sequences ending at ``ends``, ``batch_size · steps`` at a time."""
+        """Backbone features of the sub-sequences ending at ``ends``, ``batch_size · steps`` at a time. Past the
+        end of the video (a padded last window) sub-sequences of the same clamped frames and silent audio are the
+        same input: each is computed once."""
         cfg = self.cfg
+        first: dict[tuple, int] = {}  # input key -> the first end with that input
+        todo = [e for e in ends if first.setdefault(self._input_key(e), e) == e]
         group = self.batch_size * cfg.steps
-        for k in range(0, len(ends), group):
-            chunk = ends[k:k + group]
+        for k in range(0, len(todo), group):
+            chunk = todo[k:k + group]
             clips = torch.stack([self._clip(e) for e in chunk])  # (N, 3, T, S, S)
             mels = audio_steps(torch.stack([self._segment(e) for e in chunk]), cfg)  # (N, 1, M, F)
             regions, audio = self.model.subsequence_features(clips, mels)
             self.backbone_calls += len(chunk)
             for e, r, a in zip(chunk, regions, audio, strict=True):
                 self._features[e] = (r, a)
+        for e in ends:
+            self._features[e] = self._features[first[self._input_key(e)]]
+
+    def _input_key(self, end: int) -> tuple:
+        """What the sub-sequence ending at ``end`` is computed from: its clamped frame indices and its audio
+        segment's start (None when no sample of it has arrived: silence)."""
+        idx = tuple(np.clip(end + subseq_offsets(self.cfg), 0, self._n - 1).tolist())
+        a, b = segment_bounds(end, self.fps, self.cfg)
+        return idx, a if min(b, self._audio_end) > max(a, self._audio_start) else None
 
     def _clip(self, end: int) -> torch.Tensor:
         """The sampled frames of the sub-sequence ending at ``end``, clamped into the video: ``(3, T, S, S)``."""

@@ -1,4 +1,4 @@
-"""The feature cache (aver_fast/features.py): a damaged index or array fails when the dataset is made, naming the
+"""The feature cache (aver_fast/training/features.py): a damaged index or array fails when the dataset is made, naming the
 file, not mid-epoch."""
 import json
 

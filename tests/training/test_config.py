@@ -1,4 +1,4 @@
-"""Run configuration (aver_fast/config.py): presets, TOML and overrides, the configured model."""
+"""Run configuration (aver_fast/training/config.py): presets, TOML and overrides, the configured model."""
 import dataclasses
 
 import pytest
