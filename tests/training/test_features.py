@@ -1,5 +1,5 @@
-"""The feature cache (aver_fast/training/features.py): a damaged index or array fails when the dataset is made, naming the
-file, not mid-epoch."""
+"""The feature cache (aver_fast/training/features.py): a damaged index or array fails when the dataset is made,
+naming the file, not mid-epoch."""
 import json
 
 import numpy as np
