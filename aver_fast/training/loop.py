@@ -129,7 +129,10 @@ def prepare(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] =
     run = Run(cfg, rank, world, device, model, net, params, opt, sched, split, train_set, val_set)
     if resume:
         progress = restore(run.last, cfg, model, opt, sched)
-        run.epoch, run.batch, run.best, run.history = (progress[k] for k in ("epoch", "batch", "best", "history"))
+        run.epoch = progress["epoch"]
+        run.batch = progress["batch"]
+        run.best = progress["best"]
+        run.history = progress["history"]
         run.stats = progress["stats"] or new_stats()
         if run.main:
             log(f"resumed {run.last} at epoch {run.epoch + 1}, batch {run.batch}")
