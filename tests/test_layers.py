@@ -15,7 +15,7 @@ NATIVE = ("aver_fast._C",)  # the C++ extension: a module without Python imports
 ENTRY_POINTS = ("aver_fast.__main__",)  # the other door to the command line: drawn as aver_fast.cli
 # the floors, bottom-up; a unit (a top-level module or package of aver_fast, or one command) imports only from floors
 # below its own
-FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels", "aver_fast.sizes"),
+FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels", "aver_fast.sizes", "aver_fast.cpu"),
           ("aver_fast.ops",),
           ("aver_fast.nn", "aver_fast.metrics", "aver_fast.checkpoint"),
           ("aver_fast.models", "aver_fast.data"),

@@ -3,27 +3,19 @@ backbone's faster weight layout on the CPU for the time of a prediction."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import sys
 import warnings
 from collections.abc import Iterator
 
 import torch
 
+from ..cpu import has_native
+
 PRECISIONS = ("fp32", "bf16")
 
 
-@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX; read from /proc/cpuinfo on Linux)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX; see :mod:`aver_fast.cpu`)."""
+    return has_native(torch.bfloat16)
 
 
 def precision_context(model: torch.nn.Module, precision: str) -> contextlib.AbstractContextManager:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..cpu import autocast_without_native
+
 
 class BiLSTM(nn.Module):
     """``(B, L, input_size)`` -> ``(B, L, 2 * hidden)``, or ``(B, L, out_size)`` with ``out_size``.
@@ -12,7 +14,8 @@ class BiLSTM(nn.Module):
     ``h = BiLSTM(x)`` (``hidden`` per direction, ``num_layers`` layers, ``dropout`` between layers); with
     ``out_size``: ``h = W [x; dropout_p(h)] + b`` (``project_dropout``); ``learned_init``: the initial hidden and
     cell states are parameters ``(2 · 2 · num_layers, hidden)`` (h rows first, shared over the batch) instead of
-    zeros; ``normalize``: ``h / max(‖h‖₂, 1e-12)`` per step.
+    zeros; ``normalize``: ``h / max(‖h‖₂, 1e-12)`` per step. Under CPU autocast on a CPU without native arithmetic
+    for the autocast dtype (:func:`aver_fast.cpu.autocast_without_native`) it runs in float32.
 
     The state dict keeps ``nn.LSTM``'s names under ``rnn.`` (``proj.``, ``init_state``); checkpoints of 0.1, which
     stored them without the ``rnn.`` prefix, still load.
@@ -39,6 +42,12 @@ class BiLSTM(nn.Module):
         self._register_load_state_dict_pre_hook(_rename_unprefixed_rnn_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if autocast_without_native(x.device):  # oneDNN has no bf16 LSTM on such CPUs: float32, output included
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         state = None
         if self.init_state is not None:
             rows = 2 * self.num_layers  # directions x layers

@@ -1,6 +1,10 @@
 """Every op, module and model runs forward and backward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (GPU
 training uses bf16 autocast by default): outputs stay within bf16 rounding of the float32 ones, gradients are
 finite, and log_mel computes in float32. Outside autocast, mixed dtypes still raise the clear error."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -82,3 +86,30 @@ def test_modules_under_bf16_autocast():
         out = mel(wave)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, mel(wave))  # float32 in, float32 computed: exactly the same
+
+
+def test_the_lstm_runs_in_float32_under_autocast_without_native_bfloat16(monkeypatch):
+    """The forced no-native-bfloat16 path (any machine): under CPU bf16 autocast the BiLSTM computes in float32 and
+    gives exactly its float32 output."""
+    from aver_fast.nn import BiLSTM
+
+    monkeypatch.setenv("AVER_FAST_CPU_LOW_PRECISION", "0")
+    torch.manual_seed(0)
+    lstm = BiLSTM(16, 8, num_layers=2, out_size=12, learned_init=True, normalize=True).eval()
+    x = torch.randn(2, 5, 16)
+    with _autocast():
+        half = lstm(x)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, lstm(x), rtol=0, atol=0)
+
+
+def test_autocast_runs_where_onednn_has_no_bfloat16():
+    """Was: nn.LSTM under CPU bf16 autocast failed in oneDNN ("could not create a primitive descriptor for the LSTM
+    forward propagation primitive") on CPUs without AVX512-BF16/AMX, so TLAB, AVER and the baselines crashed there
+    (`--set amp_cpu=true`); the tests passed only on machines with native bfloat16. This file's other tests run
+    again with oneDNN capped at AVX2, as on such CPUs, whatever CPU runs them."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                          "not onednn"], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout and "skipped" not in res.stdout

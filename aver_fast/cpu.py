@@ -1,0 +1,50 @@
+"""What this CPU computes natively, for the choices that depend on it: whether bfloat16 (or float16) autocast is
+worth running, and which layers must stay in float32 because oneDNN has no low-precision kernel for them here.
+
+``AVER_FAST_CPU_LOW_PRECISION=0`` (or ``=1``) makes the answer "no" (or "yes") for every dtype: the forced
+no-native-bfloat16 path, testable on any machine. ``ONEDNN_MAX_CPU_ISA`` capped below an ISA with the dtype also
+makes it "no", as oneDNN then has no such kernels.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import torch
+
+ENV_VAR = "AVER_FAST_CPU_LOW_PRECISION"
+# /proc/cpuinfo flags that give a dtype native arithmetic (dot products with float32 accumulation)
+NATIVE_FLAGS = {torch.bfloat16: ("avx512_bf16", "amx_bf16"), torch.float16: ("avx512_fp16", "amx_fp16")}
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that keep each dtype's kernels
+ONEDNN_ISAS = {torch.bfloat16: ("BF16", "FP16", "AMX", "AVX10"), torch.float16: ("FP16", "AVX10")}
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux; elsewhere none are known)."""
+    if not sys.platform.startswith("linux"):
+        return frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return frozenset(f.read().split())
+    except OSError:
+        return frozenset()
+
+
+def has_native(dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Whether this CPU multiplies ``dtype`` (bfloat16 or float16) in hardware, and oneDNN may use it."""
+    forced = os.environ.get(ENV_VAR)
+    if forced in ("0", "1"):
+        return forced == "1"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL" and not any(k in cap for k in ONEDNN_ISAS.get(dtype, ())):
+        return False
+    return any(flag in _cpu_flags() for flag in NATIVE_FLAGS.get(dtype, ()))
+
+
+def autocast_without_native(device: torch.device) -> bool:
+    """True under CPU autocast to a dtype this CPU has no native arithmetic for (there oneDNN refuses some layers,
+    the LSTM among them, and the low precision is no faster: such layers run in float32)."""
+    return (device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and not has_native(torch.get_autocast_dtype("cpu")))
