@@ -1,4 +1,5 @@
-# make test: create/use .venv, install everything, run the whole test suite (CI's entry point).
+# make test: create/use .venv, install everything, run the whole test suite with the coverage of the ops and kernels
+# (CI's entry point).
 # make demo: run the main job (aver-fast demo).   make bench: pytest benchmarks.
 # make check-install: build the sdist and the wheel, install each into a fresh venv, check them from outside.
 # make lint: ruff (rules and line length in pyproject.toml).

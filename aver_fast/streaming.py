@@ -59,7 +59,8 @@ def check_rule(rule: str, step: int | None, cfg: AlignmentConfig) -> int:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if rule == "windows":
         if step is not None and step != cfg.subseq:
-            raise ValueError(f"step={step} applies to rule 'causal' (the 'windows' rule predicts each window once)")
+            raise ValueError(f"step={step} applies to rule 'causal' (--rule causal); rule 'windows' predicts each "
+                             "non-overlapping window once")
         return cfg.subseq
     step = 1 if step is None else step
     if step < 1 or cfg.subseq % step:

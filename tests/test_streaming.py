@@ -100,7 +100,7 @@ def test_dataset_windows_and_pushed_frames_give_the_same_frames(video, model, ru
 
 def test_the_rule_and_its_windows_must_agree(video, model):
     root, _ = video
-    with pytest.raises(ValueError, match="step=4 applies to rule 'causal'"):
+    with pytest.raises(ValueError, match=r"step=4 applies to rule 'causal' \(--rule causal\)"):
         FramePredictor(model, CFG, 30.0, step=4)
     with pytest.raises(ValueError, match="rule must be one of"):
         FramePredictor(model, CFG, 30.0, rule="centred")
