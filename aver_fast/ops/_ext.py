@@ -9,7 +9,7 @@ import warnings
 
 import torch
 
-from ._validation import HALF_DTYPES
+from ._validation import FLOAT_DTYPES, HALF_DTYPES
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_INFO = os.path.join(PACKAGE_DIR, "_C_build.json")  # written by setup.py beside the extension
@@ -66,12 +66,13 @@ def cpp_available() -> str | None:
     return REASON
 
 
-def cpu_float32_64(device: torch.device, dtype: torch.dtype) -> str | None:
-    """The C++ CPU kernels take CPU float32/float64 tensors."""
+def cpu_kernels(device: torch.device, dtype: torch.dtype) -> str | None:
+    """The C++ CPU kernels take CPU tensors: float32/float64 as they are, float16/bfloat16 computed in float32 (cast
+    in and out by the op's launcher, as the references compute them)."""
     if device.type != "cpu":
         return f"the C++ kernels run on CPU tensors only (got {device.type})"
-    if dtype not in (torch.float32, torch.float64):
-        return f"the C++ kernels take float32/float64 (got {dtype}; the reference computes it in float32)"
+    if dtype not in FLOAT_DTYPES:
+        return f"the C++ kernels take floating-point tensors (got {dtype})"
     return None
 
 

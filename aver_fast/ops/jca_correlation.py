@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
+from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
 
 OP = "jca_correlation"
 
@@ -97,7 +97,9 @@ def _pair(a, w_a, v, w_v, j, scale, backend):
 # ------------------------------------------------------------------------------------------------ C++ backend
 def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.jca_correlation`` (``csrc/cpu/jca_correlation.cpp``) on ``(N, L, C)`` /
-    ``(N, L, D)`` views."""
+    ``(N, L, D)`` views; float16/bfloat16 are computed in float32."""
+    if x.dtype in HALF_DTYPES:
+        return _cpp(x.float(), w.float(), j.float(), scale).to(x.dtype)
     lead = x.shape[:-2]
     lx = x.shape[-2]
     lj = j.shape[-2]
@@ -182,6 +184,6 @@ def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> 
 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          auto_devices=("cuda",)))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import autocast_inputs, autocast_off, check_tensor, upcast_half
+from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_tensor, upcast_half
 
 OP = "log_mel"
 AMIN = 1e-10
@@ -277,7 +277,10 @@ def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ C++ backend
 def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view."""
+    """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view; float16/bfloat16 are computed in
+    float32."""
+    if waveform.dtype in HALF_DTYPES:
+        return _cpp(waveform.float(), p).to(waveform.dtype)
     _, window, fb = _constants(p, waveform.dtype, waveform.device)
     n = waveform.shape[-1]
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
@@ -333,6 +336,6 @@ def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64, _cpp_accepts))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, _cpp_accepts))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _no_grad_accepts, auto_devices=("cuda",)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
+from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
 
 OP = "tlab_attention"
 
@@ -66,7 +66,10 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
 
 # ------------------------------------------------------------------------------------------------ C++ backend
 def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.tlab_attention`` (``csrc/cpu/tlab_attention.cpp``) on ``(N, L, D)`` views."""
+    """Launch ``torch.ops.aver_fast.tlab_attention`` (``csrc/cpu/tlab_attention.cpp``) on ``(N, L, D)`` views;
+    float16/bfloat16 are computed in float32."""
+    if q.dtype in HALF_DTYPES:
+        return _cpp(q.float(), k.float(), v.float(), scale).to(q.dtype)
     L, D = q.shape[-2:]
     out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
     return out.reshape(q.shape)
@@ -146,6 +149,6 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_float32_64))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))

@@ -1,0 +1,75 @@
+"""float16/bfloat16 on the CPU: the C++ kernels run them (computed in float32, as the references), so CPU autocast
+never drops the fused ops to the reference in silence. Outputs and gradients against the reference per dtype."""
+import pytest
+import torch
+
+import aver_fast
+from aver_fast.ops import _registry
+
+from .._ids import dtype_id
+from ._parity import require_cpp
+
+HALF = [torch.bfloat16, torch.float16]
+TOL = {torch.bfloat16: 2e-2, torch.float16: 2e-3}  # a few units in the last place of the dtype, outputs of O(1)
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
+    assert got.dtype == want.dtype == dtype
+    torch.testing.assert_close(got.float(), want.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=dtype_id)
+@pytest.mark.parametrize("shape", [(2, 7, 16), (3, 2, 33, 24)], ids=["odd", "batched"])
+def test_tlab_attention(dtype, shape):
+    require_cpp()
+    qkv = [torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3)]
+    ref = [t.detach().clone().requires_grad_() for t in qkv]
+    out = aver_fast.tlab_attention(*qkv, backend="cpp")
+    want = aver_fast.tlab_attention(*ref, backend="reference")
+    _close(out, want, dtype)
+    g = torch.randn_like(out)
+    out.backward(g)
+    want.backward(g)
+    for a, b in zip(qkv, ref, strict=True):
+        _close(a.grad, b.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=dtype_id)
+def test_jca_correlation(dtype):
+    require_cpp()
+    xwj = [torch.randn(2, 9, 12, dtype=dtype), torch.randn(12, 20, dtype=dtype) * 0.3,
+           torch.randn(2, 9, 20, dtype=dtype)]
+    xwj = [t.requires_grad_() for t in xwj]
+    ref = [t.detach().clone().requires_grad_() for t in xwj]
+    out = aver_fast.jca_correlation(*xwj, backend="cpp")
+    want = aver_fast.jca_correlation(*ref, backend="reference")
+    _close(out, want, dtype)
+    out.sum().backward()
+    want.sum().backward()
+    for a, b in zip(xwj, ref, strict=True):
+        _close(a.grad, b.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=dtype_id)
+def test_log_mel(dtype):
+    require_cpp()
+    wave = (torch.randn(2, 4001) * 0.1).to(dtype)
+    kw = dict(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40)
+    out = aver_fast.log_mel(wave, backend="cpp", **kw)
+    want = aver_fast.log_mel(wave, backend="reference", **kw)
+    assert out.dtype == want.dtype == dtype
+    torch.testing.assert_close(out.float(), want.float(), atol=0.5, rtol=0)  # dB of O(-100): half keeps ~3 digits
+
+
+def test_autocast_runs_the_fused_kernels():
+    """Was: under CPU autocast TLAB and JCA got bfloat16 inputs and went to the reference, silently."""
+    require_cpp()
+    ran = []
+    q = torch.randn(2, 16, 32)
+    w = torch.randn(32, 48)
+    j = torch.randn(2, 16, 48)
+    with _registry.observe(lambda op, backend, _s: ran.append((op, backend))), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        aver_fast.tlab_attention(q, q, q)
+        aver_fast.jca_correlation(q, w, j)
+    assert ran == [("tlab_attention", "cpp"), ("jca_correlation", "cpp")]
