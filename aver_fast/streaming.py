@@ -190,8 +190,9 @@ class FramePredictor:
         end of the video (a padded last window) sub-sequences of the same clamped frames and silent audio are the
         same input: each is computed once."""
         cfg = self.cfg
+        keys = {e: self._input_key(e) for e in ends}
         first: dict[tuple, int] = {}  # input key -> the first end with that input
-        todo = [e for e in ends if first.setdefault(self._input_key(e), e) == e]
+        todo = [e for e in ends if first.setdefault(keys[e], e) == e]
         group = self.batch_size * cfg.steps
         for k in range(0, len(todo), group):
             chunk = todo[k:k + group]
@@ -202,7 +203,7 @@ class FramePredictor:
             for e, r, a in zip(chunk, regions, audio, strict=True):
                 self._features[e] = (r, a)
         for e in ends:
-            self._features[e] = self._features[first[self._input_key(e)]]
+            self._features[e] = self._features[first[keys[e]]]
 
     def _input_key(self, end: int) -> tuple:
         """What the sub-sequence ending at ``end`` is computed from: its clamped frame indices and its audio
@@ -356,8 +357,7 @@ def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int 
                     end = min(it["start"] + (s + 1) * cfg.subseq, e.frames)
                     rec["frames"][rec["_next"]:end] = p[s]
                     rec["_next"] = max(rec["_next"], end)
-                rec["frames"][rec["_next"]:] = p[-1]  # frames after the last window (causal): the last prediction
                 rec["steps"].append((p, it["target"], it["mask"]))
-    for rec in out.values():
-        del rec["_next"]
+        for rec in out.values():  # frames after the last window (causal): the last prediction
+            rec["frames"][rec.pop("_next"):] = rec["steps"][-1][0][-1]
     return out

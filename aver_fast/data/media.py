@@ -334,9 +334,8 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio: np.ndarray |
 # ------------------------------------------------------------------------------------------------ decoding in order
 def iter_file(path: str, sample_rate: int, chunk: int = CHUNK) -> tuple[float, int, Iterator]:
     """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), mono audio samples at
-    sample_rate))``,
-    decoded in order (:class:`~aver_fast.data.media.FrameStream`); at most ``chunk`` frames at a time, fewer for
-    large frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
+    sample_rate))``, decoded in order (:class:`FrameStream`); at most ``chunk`` frames at a time, fewer for large
+    frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
     iterator stops there, or earlier if fewer frames decode."""
     source = VideoSource(path)
     fps, n = source.fps, len(source)
