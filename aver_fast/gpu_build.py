@@ -224,8 +224,23 @@ CSV_FIELDS = ("kernel", "specialization", "arch", "shared_bytes", "limit_bytes",
               "compile_s", "problems")
 
 
+def check_csv_ours(path: str) -> None:
+    """Refuse a ``path`` this gate did not write (a file without its header, a link, a folder): it is never
+    replaced."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+        raise ValueError(f"{path} is a link or a folder where check-gpu-build writes its table; move it away")
+    if os.path.isfile(path):
+        with open(path, newline="") as f:
+            first = f.readline(4096).rstrip("\r\n")
+        if first != ",".join(CSV_FIELDS):
+            raise ValueError(f"{path} exists and was not written by check-gpu-build; move it away or write --out "
+                             "elsewhere")
+
+
 def write_csv(results: list[Result], path: str) -> None:
-    """Every specialization, one row each (``CSV_FIELDS``), sorted by kernel, specialization and arch."""
+    """Every specialization, one row each (``CSV_FIELDS``), sorted by kernel, specialization and arch; an existing
+    ``path`` is replaced only if this gate wrote it (:func:`check_csv_ours`)."""
+    check_csv_ours(path)
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)

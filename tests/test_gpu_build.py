@@ -86,3 +86,21 @@ def test_out_writes_the_worst_cases_and_every_specialization_as_csv(monkeypatch,
     rows = list(csv.DictReader((tmp_path / "gpu_build.csv").open()))
     assert [r["specialization"] for r in rows] == ["big", "s0", "s1", "s2"]
     assert rows[0]["problems"].startswith("5000 bytes of spill stores") and rows[1]["shared_bytes"] == "10240"
+
+
+def test_a_csv_it_did_not_write_is_never_replaced(monkeypatch, tmp_path):
+    """--out's folder may hold the user's own gpu_build.csv (or a link there): refused before any compilation,
+    left as it was."""
+    from aver_fast.cli import main
+
+    monkeypatch.setattr(gpu_build, "check", lambda *_args, **_kwargs: pytest.fail("compiled before the check"))
+    theirs = tmp_path / "gpu_build.csv"
+    theirs.write_text("my,own,table\n1,2,3\n")
+    assert main(["check-gpu-build", "--out", str(tmp_path / "RESULTS.md")]) == 2
+    assert theirs.read_text() == "my,own,table\n1,2,3\n" and not (tmp_path / "RESULTS.md").exists()
+    victim = tmp_path / "elsewhere.csv"
+    victim.write_text("keep\n")
+    theirs.unlink()
+    theirs.symlink_to(victim)
+    assert main(["check-gpu-build", "--out", str(tmp_path / "RESULTS.md")]) == 2
+    assert victim.read_text() == "keep\n"

@@ -25,20 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import write_section
-    from ..gpu_build import check, markdown, summary, write_csv
+    from ..gpu_build import check, check_csv_ours, markdown, summary, write_csv
 
     try:
         archs = tuple(int(a.strip().removeprefix("sm_")) for a in args.arch.split(",") if a.strip())
     except ValueError:
         raise ValueError(f"--arch takes compute capabilities like 80,86,90, got {args.arch!r}") from None
+    table_csv = os.path.join(os.path.dirname(args.out) or ".", CSV_NAME) if args.out else None
+    if table_csv:
+        check_csv_ours(table_csv)  # before the compilations
     results = check(archs, quick=args.quick, workers=args.jobs)
     table = markdown(results)
     print(table)
     failed = [r for r in results if r.problems]
     print(f"{len(results) - len(failed)} of {len(results)} specializations pass "
           f"({'quick' if args.quick else 'full'} sweep)")
-    if args.out:
-        table_csv = os.path.join(os.path.dirname(args.out) or ".", CSV_NAME)
+    if table_csv:
         write_csv(results, table_csv)
         write_section(args.out, "## GPU build: ahead-of-time compilation (`aver-fast check-gpu-build"
                       + (" --quick" if args.quick else "") + "`)\n\nWorst case per kernel and arch; every "
