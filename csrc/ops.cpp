@@ -7,7 +7,10 @@
 
 TORCH_LIBRARY(aver_fast, m) {
   m.def("tlab_attention(Tensor q, Tensor k, Tensor v, float scale) -> Tensor");
-  m.def("tlab_attention_backward(Tensor grad, Tensor q, Tensor k, Tensor v, float scale) -> (Tensor, Tensor, Tensor)");
+  // For a backward: (O, A_G, A_L^T, mid) with mid = A_G A_L (L < D) or A_L V; the backward recomputes nothing.
+  m.def("tlab_attention_train(Tensor q, Tensor k, Tensor v, float scale) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("tlab_attention_backward(Tensor grad, Tensor q, Tensor k, Tensor v, Tensor a_g, Tensor p, Tensor mid, "
+        "float scale) -> (Tensor, Tensor, Tensor)");
   // Returns (C, XW): XW = x @ w is computed once and kept for the backward instead of being recomputed.
   m.def("jca_correlation(Tensor x, Tensor w, Tensor j, float scale) -> (Tensor, Tensor)");
   m.def("jca_correlation_backward(Tensor grad, Tensor out, Tensor xw, Tensor x, Tensor w, Tensor j, float scale) "

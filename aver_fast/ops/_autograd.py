@@ -37,19 +37,21 @@ def reference_grads(forward: Callable[..., Sequence[torch.Tensor]], inputs: Sequ
 
 
 def register(op, reference: Callable[..., Sequence[torch.Tensor]],
-             fused_backward: Callable[..., Sequence[torch.Tensor | None]], save_outputs: bool = True) -> None:
+             fused_backward: Callable[..., Sequence[torch.Tensor | None]], save_outputs: bool | slice = True) -> None:
     """The autograd of a fused op whose inputs are ``(*tensors, scale)``: first order through ``fused_backward``,
     double backward through ``reference`` (see the module docstring).
 
     ``op``: a ``"aver_fast::name"`` schema or a custom op. ``reference(*tensors, scale)`` returns the op's
     differentiable outputs, first ones first; ``fused_backward(grads, tensors, outputs, scale)`` returns one
-    gradient per tensor input (``outputs`` are saved only with ``save_outputs``). Gradients of unused outputs are
-    None (not materialised).
+    gradient per tensor input (``outputs``: those ``save_outputs`` selects, all when True, none when False).
+    Gradients of unused outputs are None (not materialised).
     """
+    kept = slice(None) if save_outputs is True else slice(0) if save_outputs is False else save_outputs
+
     def setup_context(ctx, inputs, output) -> None:
         *tensors, scale = inputs
         outputs = tuple(output) if isinstance(output, (tuple, list)) else (output,)
-        ctx.save_for_backward(*tensors, *(outputs if save_outputs else ()))
+        ctx.save_for_backward(*tensors, *outputs[kept])
         ctx.scale, ctx.n_inputs = scale, len(tensors)
         ctx.set_materialize_grads(False)
 

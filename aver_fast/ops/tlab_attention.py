@@ -66,17 +66,27 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
 
 # ------------------------------------------------------------------------------------------------ C++ backend
 def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """Launch ``torch.ops.aver_fast.tlab_attention`` (``csrc/cpu/tlab_attention.cpp``) on ``(N, L, D)`` views;
-    float16/bfloat16 are computed in float32."""
+    """Launch ``csrc/cpu/tlab_attention.cpp`` on any ``(..., L, D)``: ``aver_fast::tlab_attention`` when no
+    gradient is wanted (nothing of size L x L is allocated), else ``aver_fast::tlab_attention_train``, which keeps
+    A_G, A_Lᵀ ``(..., L, L)`` and one intermediate for a backward that recomputes nothing (the reference's autograd
+    keeps as much). float16/bfloat16 are computed in float32."""
     if q.dtype in HALF_DTYPES:
         return _cpp(q.float(), k.float(), v.float(), scale).to(q.dtype)
-    L, D = q.shape[-2:]
-    out = torch.ops.aver_fast.tlab_attention(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)
-    return out.reshape(q.shape)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return torch.ops.aver_fast.tlab_attention_train(q, k, v, scale)[0]
+    return torch.ops.aver_fast.tlab_attention(q, k, v, scale)
 
 
 def _reference(q, k, v, scale):
     return (tlab_attention_ref(q, k, v, scale),)
+
+
+def _train_outputs(q: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Empty (O, A_G, A_Lᵀ, mid) of ``aver_fast::tlab_attention_train`` for inputs like ``q`` (fake tensors)."""
+    L, D = q.shape[-2:]
+    mid = L if L < D else D  # csrc/cpu/isa.h, tlab_mid_cols
+    return q.new_empty(q.shape), q.new_empty((*q.shape[:-1], L)), q.new_empty((*q.shape[:-1], L)), \
+        q.new_empty((*q.shape[:-1], mid))
 
 
 if _ext.LOADED:
@@ -84,13 +94,22 @@ if _ext.LOADED:
     def _fake(q, k, v, scale):
         return q.new_empty(q.shape)
 
+    @torch.library.register_fake("aver_fast::tlab_attention_train")
+    def _fake_train(q, k, v, scale):
+        return _train_outputs(q)
+
     @torch.library.register_fake("aver_fast::tlab_attention_backward")
-    def _fake_backward(grad, q, k, v, scale):
+    def _fake_backward(grad, q, k, v, a_g, p, mid, scale):
         return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
 
-    _autograd.register("aver_fast::tlab_attention", _reference,
-                       lambda grads, qkv, _, scale: torch.ops.aver_fast.tlab_attention_backward(grads[0], *qkv, scale),
-                       save_outputs=False)
+    def _backward_recomputing(grads, qkv, _, scale):  # a direct call of the inference op, then backward
+        _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(*qkv, scale)
+        return torch.ops.aver_fast.tlab_attention_backward(grads[0], *qkv, a_g, p, mid, scale)
+
+    _autograd.register("aver_fast::tlab_attention", _reference, _backward_recomputing, save_outputs=False)
+    _autograd.register("aver_fast::tlab_attention_train", _reference,  # the saved A_G, A_Lᵀ, mid feed the kernel
+                       lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_backward(
+                           grads[0], *qkv, *saved, scale), save_outputs=slice(1, None))
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend

@@ -94,6 +94,14 @@ inline Simd<double>::vec vdb(Simd<double>::vec x) {
   return x;
 }
 
+// Register tiles of the GEMM micro-kernels, sized to the translation unit's vector registers (32 with AVX-512, 16
+// otherwise): gemm_nn keeps NN_ROWS x NN_VECS accumulators, gemm_nt's dot-product form NT_ROWS x NT_COLS.
+#if AVER_VEC_BYTES >= 64
+constexpr int NN_ROWS = 6, NN_VECS = 4, NT_ROWS = 4, NT_COLS = 4;
+#else
+constexpr int NN_ROWS = 4, NN_VECS = 2, NT_ROWS = 3, NT_COLS = 3;
+#endif
+
 // Micro-kernel: C[MR rows, NV vectors of columns] (=|+=) alpha * sum_k A(i, k) B[k, j], accumulators in registers.
 template <typename T, int MR, int NV>
 inline void gemm_tile(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb, T* C,
@@ -118,6 +126,28 @@ inline void gemm_tile(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs
     }
 }
 
+// gemm_tile for the last `rows` (< MR) rows of a column block.
+template <typename T, int MR, int NV>
+inline void gemm_tile_rows(int64_t rows, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                           int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  if constexpr (MR > 0) {
+    if (rows == MR) return gemm_tile<T, MR, NV>(K, alpha, A, a_rs, a_cs, B, ldb, C, ldc, accumulate);
+    gemm_tile_rows<T, MR - 1, NV>(rows, K, alpha, A, a_rs, a_cs, B, ldb, C, ldc, accumulate);
+  }
+}
+
+// One block of NV vectors of columns over all M rows.
+template <typename T, int NV>
+inline void gemm_column_block(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                              int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + NN_ROWS <= M; i += NN_ROWS)
+    gemm_tile<T, NN_ROWS, NV>(K, alpha, A + i * a_rs, a_rs, a_cs, B, ldb, C + i * ldc, ldc, accumulate);
+  if (i < M)
+    gemm_tile_rows<T, NN_ROWS - 1, NV>(M - i, K, alpha, A + i * a_rs, a_rs, a_cs, B, ldb, C + i * ldc, ldc,
+                                       accumulate);
+}
+
 // C (M x N) = alpha * op(A) (M x K) * B (K x N)  [+ C when accumulate].
 // A(i, k) = A[i * a_rs + k * a_cs] (so A, A^T and strided views all work); B rows are contiguous (ldb).
 template <typename T>
@@ -125,20 +155,10 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_
                     const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   constexpr int64_t VL = Simd<T>::lanes;
   int64_t j = 0;
-  for (; j + 2 * VL <= N; j += 2 * VL) {  // 4 rows x 2 vectors
-    int64_t i = 0;
-    for (; i + 4 <= M; i += 4)
-      gemm_tile<T, 4, 2>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
-    for (; i < M; ++i)
-      gemm_tile<T, 1, 2>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
-  }
-  for (; j + VL <= N; j += VL) {  // 8 rows x 1 vector
-    int64_t i = 0;
-    for (; i + 8 <= M; i += 8)
-      gemm_tile<T, 8, 1>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
-    for (; i < M; ++i)
-      gemm_tile<T, 1, 1>(K, alpha, A + i * a_rs, a_rs, a_cs, B + j, ldb, C + i * ldc + j, ldc, accumulate);
-  }
+  for (; j + NN_VECS * VL <= N; j += NN_VECS * VL)
+    gemm_column_block<T, NN_VECS>(M, K, alpha, A, a_rs, a_cs, B + j, ldb, C + j, ldc, accumulate);
+  for (; j + VL <= N; j += VL)
+    gemm_column_block<T, 1>(M, K, alpha, A, a_rs, a_cs, B + j, ldb, C + j, ldc, accumulate);
   if (j < N) {  // fewer than one vector of columns left: scalar axpy form
     for (int64_t i = 0; i < M; ++i) {
       T* crow = C + i * ldc;
@@ -153,6 +173,46 @@ inline void gemm_nn(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_
   }
 }
 
+// Sum of a vector's lanes, halving the vector down to 16 bytes (a few adds and extracts, in a fixed order).
+template <typename T, int BYTES>
+inline T hsum(const T* lanes) {
+  if constexpr (BYTES <= 16) {
+    T s = T(0);
+    for (int l = 0; l < int(BYTES / sizeof(T)); ++l) s += lanes[l];
+    return s;
+  } else {
+    typedef T half __attribute__((vector_size(BYTES / 2), aligned(sizeof(T))));
+    half h = *reinterpret_cast<const half*>(lanes) + *reinterpret_cast<const half*>(lanes + BYTES / 2 / sizeof(T));
+    return hsum<T, BYTES / 2>(reinterpret_cast<const T*>(&h));
+  }
+}
+
+// Dot-product micro-kernel: C[MR x NR] (=|+=) alpha * A[MR rows] . B[NR rows], both along contiguous k: vector
+// partial sums in registers, reduced once per element at the end (the k tail in scalar arithmetic).
+template <typename T, int MR, int NR>
+inline void dot_tile(int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
+                     bool accumulate) {
+  using S = Simd<T>;
+  typename S::vec acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = S::splat(T(0));
+  int64_t k = 0;
+  for (; k + S::lanes <= K; k += S::lanes) {
+    typename S::vec a[MR], b[NR];
+    for (int r = 0; r < MR; ++r) a[r] = S::load(A + r * lda + k);
+    for (int c = 0; c < NR; ++c) b[c] = S::load(B + c * ldb + k);
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < NR; ++c) acc[r][c] += a[r] * b[c];
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) {
+      T s = hsum<T, AVER_VEC_BYTES>(reinterpret_cast<const T*>(&acc[r][c]));
+      for (int64_t t = k; t < K; ++t) s += A[r * lda + t] * B[c * ldb + t];
+      T* out = C + r * ldc + c;
+      *out = accumulate ? *out + alpha * s : alpha * s;
+    }
+}
+
 // dst (cols x rows) = src (rows x cols)^T, src row stride lds, dst row stride ldd.
 template <typename T>
 inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* dst, int64_t ldd) {
@@ -165,6 +225,38 @@ inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* 
     }
 }
 
+// Entries of scratch gemm_nt may need: B transposed.
+inline int64_t gemm_nt_scratch(int64_t N, int64_t K) { return N * K; }
+
+// C (M x N) = alpha * A (M x K) * B^T, B given as (N x K) rows  [+ C when accumulate]. Dot-product tiles when the
+// rows are long enough for their reductions (about M log2(lanes) ops per element) to cost less than transposing B
+// (about N K moves) for gemm_nn; else B^T goes to scratch (gemm_nt_scratch entries) and gemm_nn runs.
+template <typename T>
+inline void gemm_nt(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                    int64_t ldc, bool accumulate, T* scratch) {
+  constexpr int64_t VL = Simd<T>::lanes;
+  constexpr int64_t LOG2_VL = VL >= 16 ? 4 : VL >= 8 ? 3 : VL >= 4 ? 2 : 1;
+  if (M * LOG2_VL > K) {
+    transpose(N, K, B, ldb, scratch, N);
+    return gemm_nn(M, N, K, alpha, A, lda, int64_t(1), scratch, N, C, ldc, accumulate);
+  }
+  int64_t i = 0;
+  for (; i + NT_ROWS <= M; i += NT_ROWS) {
+    int64_t j = 0;
+    for (; j + NT_COLS <= N; j += NT_COLS)
+      dot_tile<T, NT_ROWS, NT_COLS>(K, alpha, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, accumulate);
+    for (; j < N; ++j)
+      dot_tile<T, NT_ROWS, 1>(K, alpha, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, accumulate);
+  }
+  for (; i < M; ++i) {
+    int64_t j = 0;
+    for (; j + NT_COLS <= N; j += NT_COLS)
+      dot_tile<T, 1, NT_COLS>(K, alpha, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, accumulate);
+    for (; j < N; ++j)
+      dot_tile<T, 1, 1>(K, alpha, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc, accumulate);
+  }
+}
+
 // In-place numerically stable softmax of each row of X (M x N, row stride ld).
 template <typename T>
 inline void softmax_rows(int64_t M, int64_t N, T* X, int64_t ld) {
@@ -172,21 +264,30 @@ inline void softmax_rows(int64_t M, int64_t N, T* X, int64_t ld) {
   for (int64_t i = 0; i < M; ++i) {
     T* x = X + i * ld;
     T mx = x[0];
-    for (int64_t j = 1; j < N; ++j) mx = maxv(mx, x[j]);
-    typename S::vec vsum = S::splat(T(0));
     int64_t j = 0;
+    if (N >= S::lanes) {
+      typename S::vec vmx = S::load(x);
+      for (j = S::lanes; j + S::lanes <= N; j += S::lanes) {
+        const typename S::vec y = S::load(x + j);
+        vmx = y > vmx ? y : vmx;
+      }
+      for (int64_t l = 0; l < S::lanes; ++l) mx = maxv(mx, vmx[l]);
+    }
+    for (; j < N; ++j) mx = maxv(mx, x[j]);
+    typename S::vec vsum = S::splat(T(0));
+    j = 0;
     for (; j + S::lanes <= N; j += S::lanes) {
       const typename S::vec e = vexp<T>(S::load(x + j) - mx);
       S::store(x + j, e);
       vsum += e;
     }
-    T sum = T(0);
-    for (int64_t l = 0; l < S::lanes; ++l) sum += vsum[l];
+    T sum = hsum<T, AVER_VEC_BYTES>(reinterpret_cast<const T*>(&vsum));
     for (; j < N; ++j) {
       x[j] = std::exp(x[j] - mx);
       sum += x[j];
     }
     const T inv = T(1) / sum;
+#pragma omp simd
     for (int64_t c = 0; c < N; ++c) x[c] *= inv;
   }
 }
@@ -218,6 +319,7 @@ inline void softmax_cols(int64_t M, int64_t N, const T* S, int64_t lds, T* P, in
   }
   for (int64_t c = 0; c < N; ++c) sum[c] = T(1) / sum[c];
   for (int64_t r = 0; r < M; ++r)
+#pragma omp simd
     for (int64_t c = 0; c < N; ++c) P[r * ldp + c] *= sum[c];
 }
 

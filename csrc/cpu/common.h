@@ -6,16 +6,22 @@
 #include <torch/library.h>
 
 #include <memory>
+#include <vector>
 
 #include "isa.h"
 
 namespace aver_fast_cpu {
 
+// dim > 0: exactly dim dimensions; dim < 0: at least -dim.
 inline void check_cpu_float(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu(), "aver_fast: ", name, " must be a CPU tensor, got ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "aver_fast: ", name,
               " must be float32 or float64, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, "aver_fast: ", name, " must have ", dim, " dimensions, got ", t.sizes());
+  if (dim > 0) {
+    TORCH_CHECK(t.dim() == dim, "aver_fast: ", name, " must have ", dim, " dimensions, got ", t.sizes());
+  } else {
+    TORCH_CHECK(t.dim() >= -dim, "aver_fast: ", name, " must have at least ", -dim, " dimensions, got ", t.sizes());
+  }
 }
 
 inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb) {
@@ -24,12 +30,25 @@ inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const cha
 }
 
 // Runs fn(i, scratch) for i in [0, n) over at::parallel_for, with one scratch buffer of `scratch` entries per
-// worker chunk (problems are independent, so results do not depend on the thread count).
+// worker chunk (problems are independent, so results do not depend on the thread count). Buffers up to
+// KEPT_SCRATCH_BYTES stay with their thread between calls (no allocation per call); larger ones are freed after it.
+constexpr int64_t KEPT_SCRATCH_BYTES = int64_t(4) << 20;
+
 template <typename T, typename Fn>
 void for_each_problem(int64_t n, int64_t scratch, Fn&& fn) {
+  const int64_t size = scratch > 0 ? scratch : 1;
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<T[]> buf(new T[scratch > 0 ? scratch : 1]);
-    for (int64_t i = begin; i < end; ++i) fn(i, buf.get());
+    std::unique_ptr<T[]> own;
+    T* buf;
+    if (size * int64_t(sizeof(T)) <= KEPT_SCRATCH_BYTES) {
+      thread_local std::vector<T> kept;
+      if (int64_t(kept.size()) < size) kept.resize(size);
+      buf = kept.data();
+    } else {
+      own.reset(new T[size]);
+      buf = own.get();
+    }
+    for (int64_t i = begin; i < end; ++i) fn(i, buf);
   });
 }
 

@@ -8,13 +8,19 @@
 
 namespace aver_fast_cpu {
 
+// TLAB keeps, per (L x D) problem, A_G and P = A_L^T (L x L each) and one intermediate "mid": A_G A_L (L x L) when
+// the product is associated as (A_G A_L) V, which is cheaper for L < D, else U = A_L V (L x D).
+inline bool tlab_associate_left(int64_t L, int64_t D) { return L < D; }
+inline int64_t tlab_mid_cols(int64_t L, int64_t D) { return tlab_associate_left(L, D) ? L : D; }
+
 template <typename T>
 struct KernelTable {
   int64_t (*tlab_forward_scratch)(int64_t L, int64_t D);
   int64_t (*tlab_backward_scratch)(int64_t L, int64_t D);
-  void (*tlab_forward)(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* scratch);
-  void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, T* dq, T* dk,
-                        T* dv, T* scratch);
+  void (*tlab_forward)(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* G, T* P, T* mid,
+                       T* scratch);
+  void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
+                        const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch);
   int64_t (*mel_scratch)(int64_t n_fft);
   void (*mel_block)(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T* out, T* scratch);
 };

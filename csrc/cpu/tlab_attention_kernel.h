@@ -1,54 +1,57 @@
 // TLAB global-local attention for one (batch, head) problem, forward and backward (see tlab_attention.cpp).
 // O = A_G (A_L V), A_G = softmax_rows(S), A_L = softmax_rows(S^T), S = s Q K^T; Q, K, V, O are (L x D).
+//
+// A_L is kept in S's layout, P = A_L^T (softmax along S's columns), so neither softmax needs a transpose. The
+// product is associated by shape (tlab_associate_left, isa.h): for L < D (the paper's short windows) as
+// (A_G A_L) V, which costs 2 L^2 D + L^3 multiply-adds instead of 3 L^2 D, else as A_G (A_L V). The forward writes
+// A_G, P and the intermediate (A_G A_L or A_L V) where the caller says: scratch when only O is wanted, saved tensors
+// when a backward follows, which then costs 4 L^2 D + 2 L^3 (left) or 6 L^2 D instead of recomputing them.
 #pragma once
 #include "blas.h"
 
 namespace aver_fast_cpu {
 namespace AVER_ISA {
 
-// Scratch entries needed by tlab_forward_problem / tlab_backward_problem.
-inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return D * L + 3 * L * L + L * D + 2 * L; }
-inline int64_t tlab_backward_scratch(int64_t L, int64_t D) { return 2 * D * L + 5 * L * L + 2 * L * D + 2 * L; }
+// Work space (entries) of tlab_forward_problem / tlab_backward_problem, besides A_G, P and mid.
+inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)) + 2 * L; }
+inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
+  return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
+}
 
-// Shared first half: Kt = K^T, S = s Q Kt, G = softmax_rows(S), P = softmax over S's rows (P[j, i] = A_L[i, j]),
-// U = A_L V.
+// O, and G = A_G, P = A_L^T (L x L each), mid = A_G A_L (L x L) or A_L V (L x D).
 template <typename T>
-inline void tlab_scores(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* kt, T* S, T* G, T* P,
-                        T* U, T* colbuf) {
-  transpose(L, D, k, D, kt, L);
-  gemm_nn<T>(L, L, D, s, q, D, 1, kt, L, S, L, false);
-  copy(S, L * L, G);
+void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* G, T* P, T* mid,
+                          T* scratch) {
+  T* nt = scratch;
+  T* colbuf = nt + gemm_nt_scratch(L, maxv(L, D));
+  gemm_nt<T>(L, L, D, s, q, D, k, D, P, L, false, nt);  // S = s Q K^T
+  copy(P, L * L, G);
   softmax_rows(L, L, G, L);
-  softmax_cols(L, L, S, L, P, L, colbuf);
-  gemm_nn<T>(L, D, L, T(1), P, 1, L, v, D, U, D, false);  // U[i] = sum_j A_L[i, j] V[j] = sum_j P[j, i] V[j]
+  softmax_cols(L, L, P, L, P, L, colbuf);
+  if (tlab_associate_left(L, D)) {
+    gemm_nt<T>(L, L, L, T(1), G, L, P, L, mid, L, false, nt);  // M = A_G A_L = G P^T
+    gemm_nn<T>(L, D, L, T(1), mid, L, 1, v, D, o, D, false);   // O = M V
+  } else {
+    gemm_nn<T>(L, D, L, T(1), P, 1, L, v, D, mid, D, false);   // U = A_L V = P^T V
+    gemm_nn<T>(L, D, L, T(1), G, L, 1, mid, D, o, D, false);   // O = A_G U
+  }
 }
 
-template <typename T>
-void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* scratch) {
-  T* kt = scratch;
-  T* S = kt + D * L;
-  T* G = S + L * L;
-  T* P = G + L * L;
-  T* U = P + L * L;
-  T* colbuf = U + L * D;
-  tlab_scores(L, D, s, q, k, v, kt, S, G, P, U, colbuf);
-  gemm_nn<T>(L, D, L, T(1), G, L, 1, U, D, o, D, false);  // O = A_G U
-}
-
-// dS of a row softmax Y = softmax(X): dX = Y * (dY - rowsum(dY * Y)), written into dY (row-major, M x N).
+// Row softmax Y = softmax(X): dX = Y * (dY - rowsum(dY * Y)), written into dY (row-major, M x N).
 template <typename T>
 inline void softmax_rows_backward(int64_t M, int64_t N, const T* Y, int64_t ldy, T* dY, int64_t ldd) {
   for (int64_t i = 0; i < M; ++i) {
     const T* y = Y + i * ldy;
     T* d = dY + i * ldd;
     T dot = T(0);
+#pragma omp simd reduction(+ : dot)
     for (int64_t j = 0; j < N; ++j) dot += d[j] * y[j];
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j) d[j] = y[j] * (d[j] - dot);
   }
 }
 
-// Column version of softmax_rows_backward: P = softmax over rows (along each column), dP -> dX in place.
+// Column version of softmax_rows_backward: P = softmax along each column, dP -> dX in place.
 template <typename T>
 inline void softmax_cols_backward(int64_t M, int64_t N, const T* P, int64_t ldp, T* dP, int64_t ldd, T* colbuf) {
   for (int64_t c = 0; c < N; ++c) colbuf[c] = T(0);
@@ -60,32 +63,31 @@ inline void softmax_cols_backward(int64_t M, int64_t N, const T* P, int64_t ldp,
     for (int64_t c = 0; c < N; ++c) dP[r * ldd + c] = P[r * ldp + c] * (dP[r * ldd + c] - colbuf[c]);
 }
 
-// dQ = s dS K, dK = s dS^T Q, dV = A_L^T dU, dU = A_G^T dO; S, A_G, A_L, U are recomputed from q, k, v.
+// dQ = s dS K, dK = s dS^T Q with dS = dS_G + dS_L, from the forward's G, P and mid.
 template <typename T>
-void tlab_backward_problem(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, T* dq,
-                           T* dk, T* dv, T* scratch) {
-  T* kt = scratch;
-  T* ut = kt + D * L;
-  T* S = ut + D * L;
-  T* G = S + L * L;
-  T* P = G + L * L;
-  T* dS = P + L * L;
-  T* dPt = dS + L * L;
-  T* U = dPt + L * L;
-  T* dU = U + L * D;
-  T* colbuf = dU + L * D;
-  tlab_scores(L, D, s, q, k, v, kt, S, G, P, U, colbuf);
-  transpose(L, D, U, D, ut, L);
-  gemm_nn<T>(L, L, D, T(1), go, D, 1, ut, L, dS, L, false);  // dA_G = dO U^T
-  gemm_nn<T>(L, D, L, T(1), G, 1, L, go, D, dU, D, false);   // dU = A_G^T dO
-  gemm_nn<T>(L, D, L, T(1), P, L, 1, dU, D, dv, D, false);   // dV[j] = sum_i A_L[i, j] dU[i] = sum_i P[j, i] dU[i]
-  transpose(L, D, dU, D, ut, L);                               // ut <- dU^T
-  gemm_nn<T>(L, L, D, T(1), v, D, 1, ut, L, dPt, L, false);  // dPt[j, i] = dA_L[i, j] = sum_d V[j, d] dU[i, d]
-  softmax_rows_backward(L, L, G, L, dS, L);                   // dS <- dS from A_G
-  softmax_cols_backward(L, L, P, L, dPt, L, colbuf);          // dPt <- dS from A_L (already in S's layout)
-  for (int64_t e = 0; e < L * L; ++e) dS[e] += dPt[e];
-  gemm_nn<T>(L, D, L, s, dS, L, 1, k, D, dq, D, false);      // dQ = s dS K
-  gemm_nn<T>(L, D, L, s, dS, 1, L, q, D, dk, D, false);      // dK = s dS^T Q
+void tlab_backward_problem(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
+                           const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch) {
+  T* dG = scratch;
+  T* dP = dG + L * L;       // dA_L^T
+  T* dmid = dP + L * L;     // dM (L x L) or dU (L x D)
+  T* nt = dmid + L * maxv(L, D);
+  T* colbuf = nt + gemm_nt_scratch(L, maxv(L, D));
+  if (tlab_associate_left(L, D)) {  // O = M V, M = A_G A_L
+    gemm_nn<T>(L, D, L, T(1), mid, 1, L, go, D, dv, D, false);     // dV = M^T dO
+    gemm_nt<T>(L, L, D, T(1), go, D, v, D, dmid, L, false, nt);    // dM = dO V^T
+    gemm_nn<T>(L, L, L, T(1), dmid, L, 1, P, L, dG, L, false);     // dA_G = dM A_L^T = dM P
+    gemm_nn<T>(L, L, L, T(1), dmid, 1, L, G, L, dP, L, false);     // dP = dA_L^T = dM^T A_G
+  } else {  // O = A_G U, U = A_L V
+    gemm_nt<T>(L, L, D, T(1), go, D, mid, D, dG, L, false, nt);    // dA_G = dO U^T
+    gemm_nn<T>(L, D, L, T(1), G, 1, L, go, D, dmid, D, false);     // dU = A_G^T dO
+    gemm_nn<T>(L, D, L, T(1), P, L, 1, dmid, D, dv, D, false);     // dV = A_L^T dU = P dU
+    gemm_nt<T>(L, L, D, T(1), v, D, dmid, D, dP, L, false, nt);    // dP = dA_L^T = V dU^T
+  }
+  softmax_rows_backward(L, L, G, L, dG, L);           // dG <- dS through A_G
+  softmax_cols_backward(L, L, P, L, dP, L, colbuf);   // dP <- dS through A_L (in S's layout)
+  for (int64_t e = 0; e < L * L; ++e) dG[e] += dP[e];
+  gemm_nn<T>(L, D, L, s, dG, L, 1, k, D, dq, D, false);  // dQ = s dS K
+  gemm_nn<T>(L, D, L, s, dG, 1, L, q, D, dk, D, false);  // dK = s dS^T Q
 }
 
 }  // namespace AVER_ISA

@@ -45,8 +45,8 @@ def test_cpp_parity_every_isa(isa):
     if isa not in cpu_isas():
         pytest.skip(f"this CPU cannot run {isa}")  # the other ISAs of this CPU still run
     aver_fast.ops._ext.set_cpu_isa(isa)
-    for shape in [(3, 16, 256), (2, 33, 60), (1, 5, 7)]:
-        for dtype in DTYPES:
+    for shape in [(3, 16, 256), (2, 33, 60), (1, 5, 7), (2, 70, 20), (2, 16, 16), (1, 2, 40, 33)]:
+        for dtype in DTYPES:  # both associations of the product (L < D and L >= D), odd sizes, batch dims
             run_case(shape, dtype, "cpp")
 
 
@@ -90,9 +90,66 @@ def test_cpp_is_deterministic():
     assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
 
 
+OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+
+
+@pytest.mark.parametrize("L, D", [(6, 16), (20, 8)], ids=["left", "right"])  # the two associations
+def test_cpp_ops_pass_opcheck(L, D):
+    """Each C++ op as torch.library sees it: schema, autograd registration, fake vs real, AOT dispatch."""
+    require_cpp()
+    q, k, v = (torch.randn(2, 3, L, D, requires_grad=True) for _ in range(3))
+    torch.library.opcheck(torch.ops.aver_fast.tlab_attention, (q, k, v, 0.25), test_utils=OPCHECK)
+    torch.library.opcheck(torch.ops.aver_fast.tlab_attention_train, (q, k, v, 0.25), test_utils=OPCHECK)
+    with torch.no_grad():
+        _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(q, k, v, 0.25)
+    args = (torch.randn(2, 3, L, D), q.detach(), k.detach(), v.detach(), a_g, p, mid, 0.25)
+    torch.library.opcheck(torch.ops.aver_fast.tlab_attention_backward, args, test_utils=OPCHECK)
+
+
+@pytest.mark.parametrize("L, D", [(6, 16), (20, 8)], ids=["left", "right"])
+def test_cpp_train_op_keeps_the_attention(L, D):
+    """tlab_attention_train returns A_G, A_L^T and the intermediate its backward uses."""
+    require_cpp()
+    q, k, v = (torch.randn(2, L, D, dtype=torch.float64) for _ in range(3))
+    out, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(q, k, v, 0.3)
+    scores = q @ k.mT * 0.3
+    torch.testing.assert_close(a_g, scores.softmax(-1))
+    torch.testing.assert_close(p, scores.softmax(-2))  # A_L^T: softmax along S's columns
+    torch.testing.assert_close(mid, a_g @ p.mT if L < D else p.mT @ v)
+    torch.testing.assert_close(out, tlab_attention_ref(q, k, v, 0.3))
+    torch.testing.assert_close(torch.ops.aver_fast.tlab_attention(q, k, v, 0.3), out)
+
+
+def test_cpp_direct_inference_op_is_differentiable():
+    """Calling the inference op itself with inputs that require grad: the backward recomputes what it needs."""
+    require_cpp()
+    q, k, v = (torch.randn(3, 9, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(lambda a, b, c: torch.ops.aver_fast.tlab_attention(a, b, c, 0.4), (q, k, v))
+
+
+def test_cpp_keeps_no_more_for_backward_than_the_reference():
+    """With inputs that require grad, what autograd holds for the backward is at most the reference's."""
+    require_cpp()
+    from aver_fast.bench import saved_bytes
+    for shape in [(4, 2, 16, 256), (2, 2, 128, 64)]:
+        inputs = [torch.randn(shape, requires_grad=True) for _ in range(3)]
+        ours = saved_bytes(lambda a, b, c: aver_fast.tlab_attention(a, b, c, backend="cpp"), inputs)
+        assert ours <= saved_bytes(tlab_attention_ref, inputs), shape
+
+
+def test_backward_op_refuses_saved_tensors_of_other_inputs():
+    require_cpp()
+    q = torch.randn(2, 6, 16)
+    _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(q, q, q, 0.25)
+    with pytest.raises(RuntimeError, match="saved tensors of tlab_attention_train"):
+        torch.ops.aver_fast.tlab_attention_backward(q, q, q, q, a_g, p, mid[..., :3], 0.25)
+    with pytest.raises(RuntimeError, match="saved tensors of tlab_attention_train"):
+        torch.ops.aver_fast.tlab_attention_backward(q, q, q, q, a_g.double(), p, mid, 0.25)
+
+
 def test_direct_op_call_checks_shapes():
     require_cpp()
-    with pytest.raises(RuntimeError, match="same \\(N, L, D\\) shape"):
+    with pytest.raises(RuntimeError, match="same \\(..., L, D\\) shape"):
         torch.ops.aver_fast.tlab_attention(torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 3, 4), 1.0)
     with pytest.raises(RuntimeError, match="float32 or float64"):
         torch.ops.aver_fast.tlab_attention(*(torch.randn(2, 3, 4).half() for _ in range(3)), 1.0)
