@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -7,6 +8,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+
+# Measured backend choices go to a folder of this run, never to the user's ~/.cache.
+os.environ.setdefault("AVER_FAST_CACHE_DIR", tempfile.mkdtemp(prefix="aver_fast_test_cache_"))
 
 SEED_ENV = "AVER_FAST_TEST_SEED"  # unset: seed 0 (reproducible); N: seed N; "random": a fresh seed per test
 

@@ -1,13 +1,17 @@
 """Measured backend choice: the first call of an op for a key (device name, dtype, shape bucket, forward or
 forward+backward) times every backend that can run it and keeps the fastest, in memory and on disk.
 
-* On by default on CUDA, where nobody has measured which backend wins on which card; ``AVER_FAST_AUTOTUNE=1`` turns it
-  on for every device (CPU included), ``=0`` off everywhere (the fixed priority rule). ``backend=`` always wins.
+* On by default on CUDA, where nobody has measured which backend wins on which card. On CPU by default only for the
+  calls where the fixed rule may lose: those a backend's ``measure_when`` flags (the C++ kernels parallelise over
+  (batch, head) problems, so a call with fewer large problems than threads is measured against the reference,
+  whose matmuls use every thread). ``AVER_FAST_AUTOTUNE=1`` turns it on for every call on every device, ``=0``
+  off everywhere (the fixed priority rule). ``backend=`` always wins.
 * Timing: warm-up, then the median of :data:`REPEATS` calls (CUDA events on a GPU, wall clock elsewhere); when an
   input requires grad, forward and backward are timed together. The reference is always a candidate, so a kept
   backend never measured slower than the reference.
 * The disk cache is one JSON file per (aver_fast, torch, triton) versions under ``$AVER_FAST_CACHE_DIR`` (default
-  ``~/.cache/aver_fast``), written atomically; an unreadable file is ignored with a warning and rewritten.
+  ``~/.cache/aver_fast``), written atomically; an unreadable file is ignored with a warning and rewritten. A CPU's
+  keys name its model, the C++ kernels' instruction set and torch's thread count, which all change the answer.
 * Never while torch.compile traces, while a CUDA graph is captured, or on meta/fake tensors (the fixed rule runs).
 """
 from __future__ import annotations
@@ -31,11 +35,13 @@ _MEMORY: dict[str, str] = {}
 _LOADED: set[str] = set()
 
 
-def enabled(device: torch.device) -> bool:
+def enabled(device: torch.device, doubtful: bool = False) -> bool:
+    """Whether this call's backend is chosen by measurement: everywhere with ``AVER_FAST_AUTOTUNE=1``, on CUDA and
+    for ``doubtful`` calls by default, never with ``=0``, while torch.compile traces or a CUDA graph is captured."""
     flag = os.environ.get(ENV_VAR, "")
     if flag == "0":
         return False
-    if flag != "1" and device.type != "cuda":
+    if flag != "1" and device.type != "cuda" and not doubtful:
         return False
     if torch.compiler.is_compiling():
         return False
@@ -91,9 +97,25 @@ def _save(path: str) -> None:
         warnings.warn(f"aver_fast: cannot write the backend cache {path}: {e}", stacklevel=3)
 
 
+@functools.cache
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        from . import _ext
+        return f"cpu {_cpu_model()} {_ext.cpu_isa() or 'no-cpp'} {torch.get_num_threads()} threads"
     return device.type
 
 

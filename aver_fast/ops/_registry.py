@@ -9,9 +9,10 @@ Selection for ``(op, device, dtype)``:
 1. the ``backend=`` keyword of the op, else the innermost :func:`using_backend` block, else the
    ``AVER_FAST_BACKEND`` environment variable (read at each call); an explicitly requested backend that cannot run
    raises ``RuntimeError`` saying why;
-2. otherwise, where autotuning is on (on CUDA; everywhere with ``AVER_FAST_AUTOTUNE=1``; nowhere with ``=0``), the
-   backend that measured fastest for this (device name, dtype, shape bucket, forward or forward+backward), among
-   those that can run the call: the first call of each key times every one (see :mod:`aver_fast.ops._autotune`);
+2. otherwise, where autotuning is on (on CUDA; on CPU for the calls the first eligible backend's ``measure_when``
+   flags; everywhere with ``AVER_FAST_AUTOTUNE=1``; nowhere with ``=0``), the backend that measured fastest for this
+   (device name, dtype, shape bucket, forward or forward+backward), among those that can run the call: the first
+   call of each key times every one (see :mod:`aver_fast.ops._autotune`);
 3. otherwise the first backend in priority order that is available and supports the device, dtype and arguments
    (Triton is picked automatically on CUDA only: on CPU it runs in the interpreter, for testing, when asked for);
 4. ``reference`` as the last resort.
@@ -40,7 +41,9 @@ class Backend:
 
     ``available()`` returns ``None`` when the backend can run at all, else the reason it cannot;
     ``supports(device, dtype)`` returns ``None`` when it can run on that device and dtype, else the reason;
-    ``accepts(*args)`` sees the op's arguments (shapes, settings) and returns ``None`` or the reason it cannot.
+    ``accepts(*args)`` sees the op's arguments (shapes, settings) and returns ``None`` or the reason it cannot;
+    ``measure_when(*args)`` is True for calls where this backend, first by priority, may still be slower than the
+    reference (they are then measured, on any device, unless ``AVER_FAST_AUTOTUNE=0``).
     """
 
     name: str
@@ -49,6 +52,8 @@ class Backend:
     supports: Callable[[torch.device, torch.dtype], str | None] = lambda *_: None
     accepts: Callable[..., str | None] = lambda *_: None
     auto_devices: tuple[str, ...] | None = None  # device types where automatic selection may pick it (None = all)
+    requested_only: str = ""  # why automatic selection leaves it out where auto_devices does (backends() says it)
+    measure_when: Callable[..., bool] = lambda *_: False
 
 
 @dataclass
@@ -142,7 +147,7 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
     eligible = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
                 and (b.auto_devices is None or device.type in b.auto_devices)
                 and _why_not(b, device, dtype, args) is None]
-    if len(eligible) > 1 and args is not None and _autotune.enabled(device):
+    if len(eligible) > 1 and args is not None and _autotune.enabled(device, eligible[0].measure_when(*args)):
         return _observed(op, _autotune.choose(op, device, dtype, eligible, args))
     return _observed(op, eligible[0])  # the reference supports everything, so there is always one
 
@@ -150,8 +155,9 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
 def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = torch.float32) -> dict:
     """Report, per op and device, which backend would run (for ``dtype``) and why the others would not.
 
-    Returns ``{op: {device: {"selected": name, "reasons": {backend: None | reason}, "measured": {key: name}}}}``;
-    ``selected`` is the fixed rule's choice, ``measured`` the autotuned choices cached for that device.
+    Returns ``{op: {device: {"selected": name, "reasons": {backend: None | reason}, "requested_only": {backend:
+    why}, "measured": {key: name}}}}``; ``selected`` is the fixed rule's choice, ``requested_only`` the backends that
+    run here only when asked for, ``measured`` the autotuned choices cached for that device.
     """
     report: dict = {}
     for op, entry in sorted(_OPS.items()):
@@ -163,6 +169,8 @@ def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = to
                 selected = select(op, device, dtype).name
             except (RuntimeError, ValueError) as e:
                 selected = f"error: {e}"
-            report[op][dev] = {"selected": selected, "reasons": reasons,
+            manual = {name: b.requested_only for name, b in entry.backends.items() if reasons[name] is None
+                      and b.auto_devices is not None and dev not in b.auto_devices and b.requested_only}
+            report[op][dev] = {"selected": selected, "reasons": reasons, "requested_only": manual,
                                "measured": _autotune.choices(op, device)}
     return report

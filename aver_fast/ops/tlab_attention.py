@@ -81,6 +81,17 @@ def _reference(q, k, v, scale):
     return (tlab_attention_ref(q, k, v, scale),)
 
 
+MEASURED_WORK = 1 << 18  # multiply-adds of one problem (L²D) from which a lone problem may go faster on every thread
+
+
+def _few_large_problems(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> bool:
+    """The C++ kernel runs each (batch, head) problem on one thread: with fewer problems than threads, each
+    ``MEASURED_WORK`` or more, the reference (its matmuls use every thread) may be faster, so such calls are
+    measured (see :mod:`aver_fast.ops._autotune`)."""
+    L, D = q.shape[-2:]
+    return q.numel() // (L * D) < torch.get_num_threads() and L * L * D >= MEASURED_WORK
+
+
 def _train_outputs(q: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Empty (O, A_G, A_Lᵀ, mid) of ``aver_fast::tlab_attention_train`` for inputs like ``q`` (fake tensors)."""
     L, D = q.shape[-2:]
@@ -168,6 +179,7 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels,
+                                         measure_when=_few_large_problems))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))

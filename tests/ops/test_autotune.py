@@ -83,6 +83,7 @@ def test_off_switch_forced_backend_and_no_timing_while_compiling(tune, monkeypat
     torch.testing.assert_close(aver_fast.tlab_attention(q, q, q), aver_fast.tlab_attention(q, q, q, backend="cpp"))
     monkeypatch.delenv(_autotune.ENV_VAR)
     assert not _autotune.enabled(torch.device("cpu"))  # off on CPU by default (the fixed rule is deterministic)
+    assert _autotune.enabled(torch.device("cpu"), doubtful=True)  # ... but for calls where it may lose
 
 
 @pytest.mark.usefixtures("tune")
@@ -130,3 +131,25 @@ def test_a_damaged_cache_of_any_kind_is_ignored_with_a_warning(content):
         f.write(content)
     with pytest.warns(UserWarning, match="ignoring the backend cache"):  # what `aver-fast backends` reads
         assert isinstance(_autotune.choices("tlab_attention", torch.device("cpu")), dict)
+
+
+def test_on_cpu_by_default_only_calls_with_fewer_large_problems_than_threads_are_measured(tune, monkeypatch):
+    """The C++ kernel runs one (batch, head) problem per thread: a lone large problem may go faster in the
+    reference, whose matmuls use every thread, so that call (only) is measured, and the faster one kept."""
+    from aver_fast.ops.tlab_attention import MEASURED_WORK
+
+    monkeypatch.delenv(_autotune.ENV_VAR)  # the default
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        tune["seconds"] = {"cpp": 3.0, "reference": 1.0}
+        assert _select(torch.randn(8, 16, 256)) == "cpp" and tune["timed"] == []  # as many problems as threads
+        assert _select(torch.randn(1, 16, 16)) == "cpp" and tune["timed"] == []  # a lone small problem
+        lone = torch.randn(1, 64, MEASURED_WORK // 64 ** 2)
+        assert _select(lone) == "reference" and sorted(tune["timed"]) == ["cpp", "reference"]
+        key = next(iter(_autotune.choices("tlab_attention", lone.device)))
+        assert f"{aver_fast.ops._ext.cpu_isa()} 4 threads" in key  # the answer depends on both
+        monkeypatch.setenv(_autotune.ENV_VAR, "0")
+        assert _select(lone) == "cpp"  # the fixed rule
+    finally:
+        torch.set_num_threads(threads)
