@@ -71,11 +71,16 @@ def matmul_peak_gflops(n: int = 2048) -> float:
 FUSED = ("cpp", "triton")  # implementations that are this library's backends; every other one is PyTorch-native
 
 
+def best_native(medians: dict[str, float]) -> str:
+    """The fastest PyTorch-native implementation (the reference included) among ``medians``."""
+    return min((n for n in medians if n not in FUSED and not n.startswith(FUSED)), key=medians.__getitem__)
+
+
 def ratios(medians: dict[str, float]) -> dict[str, tuple[float, float]]:
     """``{implementation: (speed-up vs the reference, vs the best PyTorch-native one)}`` from median times."""
     ref = next(t for n, t in medians.items() if n.startswith("reference"))
-    best_native = min(t for n, t in medians.items() if n not in FUSED and not n.startswith(FUSED))
-    return {n: (ref / t, best_native / t) for n, t in medians.items()}
+    native = medians[best_native(medians)]
+    return {n: (ref / t, native / t) for n, t in medians.items()}
 
 
 def compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -241,10 +246,22 @@ def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
     return timing, ops_time / timing.median
 
 
+def machine() -> str:
+    """The CPU and what the numbers depend on: model, vector ISA of the C++ kernels (and of PyTorch's own kernels,
+    which ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` may cap), native bfloat16, threads, torch."""
+    from .cpu import has_native
+    from .ops._autotune import _cpu_model
+
+    caps = ", ".join(f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                       "MKL_ENABLE_INSTRUCTIONS") if os.environ.get(v))
+    return (f"{_cpu_model() or platform.machine()}, C++ kernels {_ext.cpu_isa()}"
+            f"{f' (PyTorch capped: {caps})' if caps else ''}, native bfloat16 {'yes' if has_native() else 'no'}, "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+
+
 def machine_header(peak: float) -> str:
-    return (f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-            f"C++ kernels ISA: {_ext.cpu_isa()}; torch {torch.__version__}; measured float32 matmul peak "
-            f"{peak:.0f} GFLOP/s; {datetime.date.today().isoformat()}.")
+    return (f"Machine: {machine()}; measured float32 matmul peak {peak:.0f} GFLOP/s; "
+            f"{datetime.date.today().isoformat()}.")
 
 
 def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str:
@@ -257,17 +274,19 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
             fn()
     peak = matmul_peak_gflops()
     lines = ["## CPU: ops", "", machine_header(peak), "",
-             "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native | GFLOP/s "
-             "| % of peak |",
+             "| op | shape | mode | implementation | median (min–max) | vs reference | vs best native (which) "
+             "| GFLOP/s | % of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
     for case in all_cases:
         results = {name: measure(fn) for name, fn in case.impls.items()}
-        speedup = ratios({n: t.median for n, t in results.items()})
+        medians = {n: t.median for n, t in results.items()}
+        speedup = ratios(medians)
+        native = best_native(medians)
         for name, t in results.items():
             gflops = case.flops / t.median / 1e9
             lines.append(f"| {case.op} | {case.shape} | {case.mode} | {name} | {t.median * 1e6:,.0f} µs "
                          f"({t.lo * 1e6:,.0f}–{t.hi * 1e6:,.0f}) | {speedup[name][0]:.2f}× | "
-                         f"{speedup[name][1]:.2f}× | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+                         f"{speedup[name][1]:.2f}× ({native}) | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
             log(lines[-1])
     x = torch.randn(16, 16, 512, requires_grad=True)
     w = torch.randn(512, 1024, requires_grad=True)

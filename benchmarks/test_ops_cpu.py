@@ -19,7 +19,7 @@ def test_op(benchmark, record_median, case, impl):
     fn = case.impls[impl]
     fn()  # warm-up (and torch.compile's compilation) outside the timed rounds
     benchmark.pedantic(fn, rounds=30, iterations=3, warmup_rounds=2)
-    record_median((case.op, case.shape, case.mode), impl, benchmark.stats.stats.median)
+    record_median((case.op, case.shape, case.mode), impl, benchmark.stats.stats)
     benchmark.extra_info["GFLOP/s"] = round(case.flops / benchmark.stats.stats.median / 1e9, 1)
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aver_fast.bench import ratios
+from aver_fast.bench import best_native, machine, ratios
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,6 +14,17 @@ def test_ratios_against_reference_and_best_native():
     r = ratios({"reference": 4.0, "cpp": 1.0, "sdpa pair": 2.0, "compile(reference)": 8.0})
     assert r["cpp"] == (4.0, 2.0) and r["reference"] == (1.0, 0.5)
     assert ratios({"reference (stft+matmul)": 3.0, "cpp": 1.5})["cpp"] == (2.0, 2.0)
+    assert best_native({"reference": 4.0, "cpp": 1.0, "sdpa pair": 2.0, "compile(reference)": 8.0}) == "sdpa pair"
+
+
+def test_machine_line_names_isa_threads_and_caps(monkeypatch):
+    import torch
+
+    from aver_fast.ops import _ext
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    line = machine()
+    assert f"C++ kernels {_ext.cpu_isa()}" in line and f"{torch.get_num_threads()} threads" in line
+    assert "PyTorch capped: ONEDNN_MAX_CPU_ISA=AVX2" in line and "native bfloat16 no" in line
 
 
 @pytest.mark.slow
@@ -21,6 +32,8 @@ def test_pytest_benchmarks_ends_with_the_speedup_table():
     res = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_ops_cpu.py", "-q", "-p", "no:cacheprovider",
                           "-k", "log_mel"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:]
-    tail = res.stdout.strip().splitlines()[-4:]
-    assert tail[0] == "| op | shape | mode | backend | median | vs reference | vs best native |", tail
-    assert tail[2].startswith("| log_mel | 16x45599 | fwd | cpp |") and tail[2].endswith("× |"), tail
+    tail = res.stdout.strip().splitlines()[-6:]
+    assert tail[0].startswith("Machine: ") and " threads, torch " in tail[0], tail
+    assert tail[2] == "| op | shape | mode | backend | median (IQR) | vs reference | vs best native (which) |", tail
+    assert tail[4].startswith("| log_mel | 16x45599 | fwd | cpp |") and tail[4].endswith("(reference (stft+matmul)) |"), \
+        tail

@@ -6,9 +6,11 @@ forward+backward) times every backend that can run it and keeps the fastest, in 
   (batch, head) problems, so a call with fewer large problems than threads is measured against the reference,
   whose matmuls use every thread). ``AVER_FAST_AUTOTUNE=1`` turns it on for every call on every device, ``=0``
   off everywhere (the fixed priority rule). ``backend=`` always wins.
-* Timing: warm-up, then the median of :data:`REPEATS` calls (CUDA events on a GPU, wall clock elsewhere); when an
-  input requires grad, forward and backward are timed together. The reference is always a candidate, so a kept
-  backend never measured slower than the reference.
+* Timing: warm-up, then the median of :data:`REPEATS` calls (CUDA events on a GPU; on CPU, wall clock over at
+  least :data:`CPU_WINDOW` seconds per round), in :data:`ROUNDS` rounds that alternate the candidates, each one's
+  fastest round kept (a slow spell of a shared machine only adds time); when an input requires grad, forward and
+  backward are timed together. The reference is always a candidate, so a kept backend never measured slower than
+  the reference.
 * The disk cache is one JSON file per (aver_fast, torch, triton) versions under ``$AVER_FAST_CACHE_DIR`` (default
   ``~/.cache/aver_fast``), written atomically; an unreadable file is ignored with a warning and rewritten. A CPU's
   keys name its model, the C++ kernels' instruction set and torch's thread count, which all change the answer.
@@ -30,6 +32,8 @@ import torch
 ENV_VAR = "AVER_FAST_AUTOTUNE"
 CACHE_ENV = "AVER_FAST_CACHE_DIR"
 REPEATS = 5
+ROUNDS = 5
+CPU_WINDOW = 0.01
 MAX_CACHE_BYTES = 1 << 20  # a table of a few hundred keys; a larger file is not ours
 _MEMORY: dict[str, str] = {}
 _LOADED: set[str] = set()
@@ -152,8 +156,11 @@ def _default_timer(device: torch.device) -> Callable[[Callable[[], object]], flo
                 times.append(start.elapsed_time(end) * 1e-3)
             else:
                 t = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t)
+                n = 0
+                while n == 0 or time.perf_counter() - t < CPU_WINDOW / REPEATS:
+                    fn()
+                    n += 1
+                times.append((time.perf_counter() - t) / n)
         return statistics.median(times)
     return timed
 
@@ -177,27 +184,50 @@ def _call(backend, args: tuple) -> Callable[[], object]:
     return run
 
 
+_KEYS: dict[tuple, str] = {}  # a call's exact signature -> its key (building a key costs more than the lookup)
+
+
+def _memo_key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
+    from . import _ext
+
+    sig = (op, device, dtype, _needs_grad(args), torch.get_num_threads(), _ext._ISA[0] if _ext._ISA else None,
+           [a.shape if isinstance(a, torch.Tensor) else "f" if isinstance(a, float) else a for a in args].__repr__())
+    k = _KEYS.get(sig)
+    if k is None:
+        k = _KEYS[sig] = key(op, device, dtype, args)
+    return k
+
+
 def choose(op: str, device: torch.device, dtype: torch.dtype, eligible: list, args: tuple):
     """The eligible backend that measured fastest for this call's key (measured now if the key is new)."""
     if any(isinstance(a, torch.Tensor) and (a.is_meta or type(a) is not torch.Tensor and
                                              "Fake" in type(a).__name__) for a in args):
         return eligible[0]
-    path = cache_path()
-    _load(path)
-    k = key(op, device, dtype, args)
+    k = _memo_key(op, device, dtype, args)
+    kept = _MEMORY.get(k)
+    for b in eligible:
+        if b.name == kept:
+            return b
     by_name = {b.name: b for b in eligible}
+    path = cache_path()
+    _load(path)  # another process may have measured it
     if _MEMORY.get(k) in by_name:
         return by_name[_MEMORY[k]]
     timer = TIMER(device)
-    times = {}
-    for b in eligible:
-        try:
-            times[b.name] = timer(_call(b, args))
-        except Exception as e:  # a backend that fails here (say, a kernel this GPU cannot run) is not chosen
-            if b.name == "reference":
-                raise
-            warnings.warn(f"aver_fast: backend {b.name!r} of {op} failed while being measured ({type(e).__name__}: "
-                          f"{e}); it is not used for {k}", stacklevel=4)
+    rounds: dict[str, list[float]] = {b.name: [] for b in eligible}
+    for _ in range(ROUNDS):
+        for b in eligible:
+            if b.name not in rounds:
+                continue
+            try:
+                rounds[b.name].append(timer(_call(b, args)))
+            except Exception as e:  # a backend that fails here (say, a kernel this GPU cannot run) is not chosen
+                if b.name == "reference":
+                    raise
+                del rounds[b.name]
+                warnings.warn(f"aver_fast: backend {b.name!r} of {op} failed while being measured "
+                              f"({type(e).__name__}: {e}); it is not used for {k}", stacklevel=4)
+    times = {name: min(t) for name, t in rounds.items()}
     _MEMORY[k] = min(times, key=times.get)
     _save(path)
     return by_name[_MEMORY[k]]

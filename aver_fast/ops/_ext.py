@@ -76,16 +76,24 @@ def cpu_kernels(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+_ISA: list[str] = []  # the instruction set in use, once asked (set_cpu_isa keeps it current)
+
+
 def cpu_isa() -> str | None:
     """Instruction set the C++ kernels use on this CPU (``default``, ``avx2`` or ``avx512``), None if not built."""
-    return torch.ops.aver_fast.cpu_isa() if LOADED else None
+    if not LOADED:
+        return None
+    if not _ISA:
+        _ISA.append(torch.ops.aver_fast.cpu_isa())
+    return _ISA[0]
 
 
 def set_cpu_isa(name: str = "") -> str:
     """Force the C++ kernels' instruction set (``""`` = best this CPU supports); returns the one now in use."""
     if not LOADED:
         raise RuntimeError(REASON)
-    return torch.ops.aver_fast.set_cpu_isa(name)
+    _ISA[:] = [torch.ops.aver_fast.set_cpu_isa(name)]
+    return _ISA[0]
 
 
 def triton_available() -> str | None:

@@ -82,14 +82,17 @@ def _reference(q, k, v, scale):
 
 
 MEASURED_WORK = 1 << 18  # multiply-adds of one problem (L²D) from which a lone problem may go faster on every thread
+BLOCKED_WORK = 1 << 23   # ... from which the BLAS's cache blocking may beat the kernel's L1/L2-resident products
 
 
-def _few_large_problems(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> bool:
-    """The C++ kernel runs each (batch, head) problem on one thread: with fewer problems than threads, each
-    ``MEASURED_WORK`` or more, the reference (its matmuls use every thread) may be faster, so such calls are
-    measured (see :mod:`aver_fast.ops._autotune`)."""
+def _may_lose(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> bool:
+    """Where the C++ kernel may be slower than the reference, so the call is measured (see
+    :mod:`aver_fast.ops._autotune`): it runs each (batch, head) problem on one thread, so fewer problems than threads,
+    each ``MEASURED_WORK`` or more, may go faster in the reference's matmuls on every thread; and problems of
+    ``BLOCKED_WORK`` or more outgrow its unblocked products."""
     L, D = q.shape[-2:]
-    return q.numel() // (L * D) < torch.get_num_threads() and L * L * D >= MEASURED_WORK
+    work = L * L * D
+    return work >= BLOCKED_WORK or (work >= MEASURED_WORK and q.numel() // (L * D) < torch.get_num_threads())
 
 
 def _train_outputs(q: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -180,6 +183,6 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels,
-                                         measure_when=_few_large_problems))
+                                         measure_when=_may_lose))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))
