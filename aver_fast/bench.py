@@ -246,6 +246,19 @@ def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
     return timing, ops_time / timing.median
 
 
+def jca_gemm_share(b: int = 16, L: int = 16, c: int = 512, d: int = 1024) -> tuple[float, float]:
+    """How GEMM-bound ``jca_correlation`` is at the paper's shape: the share of the reference's forward spent in
+    ``x @ w``, and of its forward+backward in the three (C x D) products (``x @ w``, ``dXW @ wᵀ``, ``xᵀ dXW``)."""
+    x, w, j = torch.randn(b * L, c), torch.randn(c, d) / c ** 0.5, torch.randn(b, L, d)
+    dxw = torch.randn(b * L, d)
+    gemm = measure(lambda: x @ w).median
+    gemms = measure(lambda: (x @ w, dxw @ w.t(), x.t() @ dxw)).median
+    fwd = measure(lambda: jca_correlation_ref(x.view(b, L, c), w, j)).median
+    leaves = [t.clone().requires_grad_() for t in (x.view(b, L, c), w, j)]
+    fwd_bwd = measure(_fwd_bwd(jca_correlation_ref, leaves)).median
+    return gemm / fwd, gemms / fwd_bwd
+
+
 def machine() -> str:
     """The CPU and what the numbers depend on: model, vector ISA of the C++ kernels (and of PyTorch's own kernels,
     which ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` may cap), native bfloat16, threads, torch."""
@@ -293,8 +306,11 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
     j = torch.randn(16, 16, 1024, requires_grad=True)
     mem_ref = saved_bytes(jca_correlation_ref, [x, w, j])
     mem_cpp = saved_bytes(lambda a, b, c: jca_correlation(a, b, c, backend="cpp"), [x, w, j])
+    fwd_share, fwd_bwd_share = jca_gemm_share()
     lines += ["", f"jca_correlation (16, 16, 512 → 1024), activation memory saved for backward beyond the inputs: "
-              f"reference {mem_ref / 1024:.0f} KiB, cpp {mem_cpp / 1024:.0f} KiB.",
+              f"reference {mem_ref / 1024:.0f} KiB, cpp {mem_cpp / 1024:.0f} KiB. Share of the reference's time in "
+              f"its (C × D) GEMMs, which any implementation must run: forward {100 * fwd_share:.0f}%, "
+              f"forward+backward {100 * fwd_bwd_share:.0f}% (so on CPU its automatic choice is the reference).",
               "", "## CPU: AVER `paper()` fusion forward, batch 1, cached features (1, 16, 49, 512) + (1, 16, 512)", "",
               "| backend | median (min–max) | share inside the three ops |", "|---|---|---|"]
     for backend in ("reference", "cpp"):

@@ -72,4 +72,7 @@ def autocast_inputs(*ts: torch.Tensor, dtype: torch.dtype | None = None) -> tupl
 def autocast_off(t: torch.Tensor) -> contextlib.AbstractContextManager:
     """Autocast disabled on ``t``'s device while a backend runs: after :func:`autocast_inputs` every backend
     computes exactly as for inputs of that dtype (the references' matmuls are not re-cast)."""
-    return torch.autocast(t.device.type, enabled=False) if _autocast_on(t) else contextlib.nullcontext()
+    return torch.autocast(t.device.type, enabled=False) if _autocast_on(t) else _NO_CONTEXT
+
+
+_NO_CONTEXT = contextlib.nullcontext()  # stateless: one for every call

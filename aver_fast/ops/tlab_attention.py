@@ -8,7 +8,16 @@ from __future__ import annotations
 import torch
 
 from . import _autograd, _ext, _registry
-from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
+from ._validation import (
+    FLOAT_DTYPES,
+    HALF_DTYPES,
+    autocast_inputs,
+    autocast_off,
+    check_same,
+    check_scale,
+    check_tensor,
+    upcast_half,
+)
 
 OP = "tlab_attention"
 
@@ -29,6 +38,11 @@ def tlab_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> float:
     """Validate q, k, v and return the effective scale."""
+    if (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)
+            and q.dtype in FLOAT_DTYPES and q.dtype == k.dtype == v.dtype and q.shape == k.shape == v.shape
+            and q.device == k.device == v.device and q.dim() >= 2 and q.shape[-1] and q.shape[-2]
+            and scale is None):  # the common call, checked at once; anything else gets the detailed checks
+        return q.shape[-1] ** -0.5
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_tensor(name, t, min_dim=2)
     check_same(("q", "k", "v"), (q, k, v))
