@@ -248,14 +248,15 @@ def fusion_breakdown(backend: str, repeats: int = 50) -> tuple[Timing, float]:
 
 def jca_gemm_share(b: int = 16, L: int = 16, c: int = 512, d: int = 1024) -> tuple[float, float]:
     """How GEMM-bound ``jca_correlation`` is at the paper's shape: the share of the reference's forward spent in
-    ``x @ w``, and of its forward+backward in the three (C x D) products (``x @ w``, ``dXW @ wᵀ``, ``xᵀ dXW``)."""
+    ``x @ w``, and of its forward+backward in the three (C x D) products (``x @ w``, ``dXW @ wᵀ``, ``xᵀ dXW``);
+    fastest calls against fastest calls (noise only adds time)."""
     x, w, j = torch.randn(b * L, c), torch.randn(c, d) / c ** 0.5, torch.randn(b, L, d)
     dxw = torch.randn(b * L, d)
-    gemm = measure(lambda: x @ w).median
-    gemms = measure(lambda: (x @ w, dxw @ w.t(), x.t() @ dxw)).median
-    fwd = measure(lambda: jca_correlation_ref(x.view(b, L, c), w, j)).median
+    gemm = measure(lambda: x @ w).lo
+    gemms = measure(lambda: (x @ w, dxw @ w.t(), x.t() @ dxw)).lo
+    fwd = measure(lambda: jca_correlation_ref(x.view(b, L, c), w, j)).lo
     leaves = [t.clone().requires_grad_() for t in (x.view(b, L, c), w, j)]
-    fwd_bwd = measure(_fwd_bwd(jca_correlation_ref, leaves)).median
+    fwd_bwd = measure(_fwd_bwd(jca_correlation_ref, leaves)).lo
     return gemm / fwd, gemms / fwd_bwd
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models.base import BACKBONES
+from .ops._registry import using_backend
 
 
 def _lstm_flops(m: nn.LSTM, batch: int, steps: int) -> int:
@@ -48,7 +49,8 @@ def model_summary(model: nn.Module, batch_size: int = 1) -> ModelSummary:
     FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, 2 per
     multiply-add) plus the LSTM gate matmuls, counted analytically: the counter sees a fused LSTM kernel (float32)
     as nothing and an unfused one (float64) as its matmuls, so the LSTMs run outside it and the count is the same in
-    every dtype.
+    every dtype. The ops run on their references while counting (the counter cannot see inside a fused kernel), so
+    the count is the same whatever backend would run.
     """
     s = ModelSummary(flops_batch=batch_size)
     for name, child in model.named_children():
@@ -64,7 +66,8 @@ def model_summary(model: nn.Module, batch_size: int = 1) -> ModelSummary:
         a = torch.randn(batch_size, c.seq_len, c.audio_dim, dtype=p.dtype, device=p.device)
         was_training = model.training
         model.eval()
-        with torch.no_grad(), _lstms_uncounted(model), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), _lstms_uncounted(model), using_backend("reference"), \
+                FlopCounterMode(display=False) as counter:
             model.forward_features(v, a)
         model.train(was_training)
         flops = counter.get_total_flops()
