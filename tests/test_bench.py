@@ -35,5 +35,5 @@ def test_pytest_benchmarks_ends_with_the_speedup_table():
     tail = res.stdout.strip().splitlines()[-6:]
     assert tail[0].startswith("Machine: ") and " threads, torch " in tail[0], tail
     assert tail[2] == "| op | shape | mode | backend | median (IQR) | vs reference | vs best native (which) |", tail
-    assert tail[4].startswith("| log_mel | 16x45599 | fwd | cpp |") and tail[4].endswith("(reference (stft+matmul)) |"), \
-        tail
+    assert tail[4].startswith("| log_mel | 16x45599 | fwd | cpp |"), tail
+    assert tail[4].endswith("(reference (stft+matmul)) |"), tail
