@@ -79,6 +79,21 @@ def cpu_kernels(device: torch.device, dtype: torch.dtype) -> str | None:
 _ISA: list[str] = []  # the instruction set in use, once asked (set_cpu_isa keeps it current)
 
 
+def cpu_half_inside(device: torch.device, dtype: torch.dtype) -> str | None:
+    """How a C++ kernel that converts float16/bfloat16 itself computes them."""
+    if dtype in HALF_DTYPES:
+        return (f"{str(dtype).removeprefix('torch.')} computed in float32 inside the C++ kernel (converted per "
+                "problem; no native low-precision products yet)")
+    return None
+
+
+def cpu_half_outside(device: torch.device, dtype: torch.dtype) -> str | None:
+    """How a C++ op whose launcher casts float16/bfloat16 computes them."""
+    if dtype in HALF_DTYPES:
+        return f"{str(dtype).removeprefix('torch.')} cast to float32 for the C++ kernel and the result cast back"
+    return None
+
+
 def cpu_isa() -> str | None:
     """Instruction set the C++ kernels use on this CPU (``default``, ``avx2`` or ``avx512``), None if not built."""
     if not LOADED:

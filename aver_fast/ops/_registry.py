@@ -53,6 +53,7 @@ class Backend:
     accepts: Callable[..., str | None] = lambda *_: None
     auto_devices: tuple[str, ...] | None = None  # device types where automatic selection may pick it (None = all)
     requested_only: str = ""  # why automatic selection leaves it out where auto_devices does (backends() says it)
+    precision: Callable[[torch.device, torch.dtype], str | None] = lambda *_: None  # how it computes a dtype
     measure_when: Callable[..., bool] = lambda *_: False
 
 
@@ -156,8 +157,10 @@ def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = to
     """Report, per op and device, which backend would run (for ``dtype``) and why the others would not.
 
     Returns ``{op: {device: {"selected": name, "reasons": {backend: None | reason}, "requested_only": {backend:
-    why}, "measured": {key: name}}}}``; ``selected`` is the fixed rule's choice, ``requested_only`` the backends that
-    run here only when asked for, ``measured`` the autotuned choices cached for that device.
+    why}, "precision": {backend: how}, "measured": {key: name}}}}``; ``selected`` is the fixed rule's choice,
+    ``requested_only`` the backends that run here only when asked for, ``precision`` how those that run compute
+    ``dtype`` where it is not simply in ``dtype`` (e.g. bfloat16 in float32), ``measured`` the autotuned choices
+    cached for that device.
     """
     report: dict = {}
     for op, entry in sorted(_OPS.items()):
@@ -171,6 +174,8 @@ def backends(devices: tuple[str, ...] = ("cpu", "cuda"), dtype: torch.dtype = to
                 selected = f"error: {e}"
             manual = {name: b.requested_only for name, b in entry.backends.items() if reasons[name] is None
                       and b.auto_devices is not None and dev not in b.auto_devices and b.requested_only}
+            precision = {name: how for name, b in entry.backends.items()
+                         if reasons[name] is None and (how := b.precision(device, dtype))}
             report[op][dev] = {"selected": selected, "reasons": reasons, "requested_only": manual,
-                               "measured": _autotune.choices(op, device)}
+                               "precision": precision, "measured": _autotune.choices(op, device)}
     return report

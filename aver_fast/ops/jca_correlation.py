@@ -188,6 +188,7 @@ GEMM_BOUND = ("x @ w is ~97% of the op's work (paper shape) and runs in the same
               "C++ op measured 0.87-1.03x the reference, so automatic selection keeps the reference on CPU "
               "(benchmarks/RESULTS.md); request it with backend='cpp'")
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, auto_devices=(),
-                                         requested_only=GEMM_BOUND))
+                                         requested_only=GEMM_BOUND,
+                                         precision=_ext.cpu_half_outside))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          auto_devices=("cuda",)))

@@ -336,6 +336,7 @@ def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
-_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, _cpp_accepts))
+_registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, _cpp_accepts,
+                                         precision=_ext.cpu_half_outside))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _no_grad_accepts, auto_devices=("cuda",)))

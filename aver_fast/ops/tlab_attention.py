@@ -10,7 +10,6 @@ import torch
 from . import _autograd, _ext, _registry
 from ._validation import (
     FLOAT_DTYPES,
-    HALF_DTYPES,
     autocast_inputs,
     autocast_off,
     check_same,
@@ -83,9 +82,7 @@ def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tor
     """Launch ``csrc/cpu/tlab_attention.cpp`` on any ``(..., L, D)``: ``aver_fast::tlab_attention`` when no
     gradient is wanted (nothing of size L x L is allocated), else ``aver_fast::tlab_attention_train``, which keeps
     A_G, A_Lᵀ ``(..., L, L)`` and one intermediate for a backward that recomputes nothing (the reference's autograd
-    keeps as much). float16/bfloat16 are computed in float32."""
-    if q.dtype in HALF_DTYPES:
-        return _cpp(q.float(), k.float(), v.float(), scale).to(q.dtype)
+    keeps as much). float16/bfloat16 are computed in float32 inside the kernel."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return torch.ops.aver_fast.tlab_attention_train(q, k, v, scale)[0]
     return torch.ops.aver_fast.tlab_attention(q, k, v, scale)
@@ -110,11 +107,13 @@ def _may_lose(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -
 
 
 def _train_outputs(q: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Empty (O, A_G, A_Lᵀ, mid) of ``aver_fast::tlab_attention_train`` for inputs like ``q`` (fake tensors)."""
+    """Empty (O, A_G, A_Lᵀ, mid) of ``aver_fast::tlab_attention_train`` for inputs like ``q`` (fake tensors); the
+    kept three in the compute dtype (float64, else float32)."""
     L, D = q.shape[-2:]
     mid = L if L < D else D  # csrc/cpu/isa.h, tlab_mid_cols
-    return q.new_empty(q.shape), q.new_empty((*q.shape[:-1], L)), q.new_empty((*q.shape[:-1], L)), \
-        q.new_empty((*q.shape[:-1], mid))
+    kept = torch.float64 if q.dtype == torch.float64 else torch.float32
+    return q.new_empty(q.shape), q.new_empty((*q.shape[:-1], L), dtype=kept), \
+        q.new_empty((*q.shape[:-1], L), dtype=kept), q.new_empty((*q.shape[:-1], mid), dtype=kept)
 
 
 if _ext.LOADED:
@@ -197,6 +196,7 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels,
-                                         measure_when=_may_lose))
+                                         measure_when=_may_lose,
+                                         precision=_ext.cpu_half_inside))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "isa.h"
@@ -23,6 +24,21 @@ inline void check_cpu_float(const at::Tensor& t, const char* name, int64_t dim) 
     TORCH_CHECK(t.dim() >= -dim, "aver_fast: ", name, " must have at least ", -dim, " dimensions, got ", t.sizes());
   }
 }
+
+// Like check_cpu_float, also admitting bfloat16/float16 (kernels that compute them in float32 themselves).
+inline void check_cpu_floating(const at::Tensor& t, const char* name, int64_t min_dim) {
+  TORCH_CHECK(t.device().is_cpu(), "aver_fast: ", name, " must be a CPU tensor, got ", t.device());
+  const auto d = t.scalar_type();
+  TORCH_CHECK(d == at::kFloat || d == at::kDouble || d == at::kBFloat16 || d == at::kHalf, "aver_fast: ", name,
+              " must be float32, float64, bfloat16 or float16, got ", d);
+  TORCH_CHECK(t.dim() >= min_dim, "aver_fast: ", name, " must have at least ", min_dim, " dimensions, got ",
+              t.sizes());
+}
+
+// The dtype a kernel computes a storage dtype in: float64 stays, everything else is computed in float32.
+template <typename S>
+using compute_t = std::conditional_t<std::is_same_v<S, double>, double, float>;
+inline at::ScalarType compute_dtype(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
 
 inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb) {
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), "aver_fast: ", nb, " has dtype ", b.scalar_type(), " but ", na,

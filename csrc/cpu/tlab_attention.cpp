@@ -1,6 +1,8 @@
 // CPU implementation of aver_fast::tlab_attention(_train, _backward) on (..., L, D) tensors: one (batch, head)
 // problem per task. tlab_attention keeps A_G, P = A_L^T and the intermediate in per-thread scratch (no (..., L, L)
 // tensor is allocated); tlab_attention_train returns them for tlab_attention_backward, which recomputes nothing.
+// bfloat16/float16 are computed in float32 inside: each problem's inputs are converted into the thread's scratch,
+// its outputs rounded back (the kept A_G, P and intermediate stay float32).
 #include "common.h"
 
 namespace aver_fast_cpu {
@@ -11,9 +13,9 @@ struct Problems {
 };
 
 Problems check(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  check_cpu_float(q, "q", -2);
-  check_cpu_float(k, "k", -2);
-  check_cpu_float(v, "v", -2);
+  check_cpu_floating(q, "q", 2);
+  check_cpu_floating(k, "k", 2);
+  check_cpu_floating(v, "v", 2);
   check_same_dtype(q, k, "q", "k");
   check_same_dtype(q, v, "q", "v");
   TORCH_CHECK(k.sizes() == q.sizes() && v.sizes() == q.sizes(), "aver_fast: q, k, v must have the same (..., L, D) "
@@ -28,41 +30,76 @@ std::vector<int64_t> with_last(const at::Tensor& t, int64_t cols) {
   return shape;
 }
 
-// O, and with keep the (..., L, L) A_G and P and the (..., L, mid) intermediate.
+// The n values at src as the compute type, in buf (or src itself when no conversion is needed).
+template <typename S, typename T>
+const T* widen(const S* src, int64_t n, T* buf) {
+  if constexpr (std::is_same_v<S, T>) {
+    return src;
+  } else {
+    for (int64_t j = 0; j < n; ++j) buf[j] = static_cast<T>(src[j]);
+    return buf;
+  }
+}
+
+template <typename S, typename T>
+void narrow(const T* src, int64_t n, S* dst) {
+  if constexpr (!std::is_same_v<S, T>)
+    for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<S>(src[j]);
+}
+
+template <typename S>
+void forward_typed(const Problems& p, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   at::Tensor& out, at::Tensor* kept, double scale) {
+  using T = compute_t<S>;
+  constexpr bool cast = !std::is_same_v<S, T>;
+  const auto& kt = cpu_kernels().get<T>();
+  const int64_t L = p.L, D = p.D, LD = L * D, LL = L * L, LM = L * p.mid;
+  const int64_t io = cast ? 4 * LD : 0, own = kept ? 0 : 2 * LL + LM;
+  const S *qp = q.data_ptr<S>(), *kp = k.data_ptr<S>(), *vp = v.data_ptr<S>();
+  S* op = out.data_ptr<S>();
+  T *gp = nullptr, *pp = nullptr, *mp = nullptr;
+  if (kept) {
+    gp = kept[0].data_ptr<T>();
+    pp = kept[1].data_ptr<T>();
+    mp = kept[2].data_ptr<T>();
+  }
+  for_each_problem<T>(p.N, io + own + kt.tlab_forward_scratch(L, D), [&](int64_t i, T* scratch) {
+    T* s = scratch;
+    const T* qi = widen(qp + i * LD, LD, s);
+    const T* ki = widen(kp + i * LD, LD, s + LD);
+    const T* vi = widen(vp + i * LD, LD, s + 2 * LD);
+    T* oi;
+    if constexpr (cast) oi = s + 3 * LD; else oi = op + i * LD;
+    s += io;
+    T *G = s, *P = s + LL, *M = s + 2 * LL;
+    if (kept) {
+      G = gp + i * LL;
+      P = pp + i * LL;
+      M = mp + i * LM;
+    }
+    kt.tlab_forward(L, D, static_cast<T>(scale), qi, ki, vi, oi, G, P, M, s + own);
+    narrow(oi, LD, op + i * LD);
+  });
+}
+
+// O, and with keep the (..., L, L) A_G and P and the (..., L, mid) intermediate (in the compute dtype).
 std::vector<at::Tensor> run_forward(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_, double scale,
                                     bool keep) {
   const Problems p = check(q_, k_, v_);
   const auto q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous();
-  const int64_t L = p.L, D = p.D, LL = L * L, LM = L * p.mid;
   auto out = at::empty_like(q);
-  at::Tensor G, P, mid;
+  at::Tensor kept[3];
   if (keep) {
-    G = at::empty(with_last(q, L), q.options());
-    P = at::empty(with_last(q, L), q.options());
-    mid = at::empty(with_last(q, p.mid), q.options());
+    const auto opts = q.options().dtype(compute_dtype(q.scalar_type()));
+    kept[0] = at::empty(with_last(q, p.L), opts);
+    kept[1] = at::empty(with_last(q, p.L), opts);
+    kept[2] = at::empty(with_last(q, p.mid), opts);
   }
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "aver_fast_tlab_attention", [&] {
-    const auto& kt = cpu_kernels().get<scalar_t>();
-    const scalar_t *qp = q.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>(), *vp = v.data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    const int64_t work = kt.tlab_forward_scratch(L, D);
-    if (keep) {
-      scalar_t *gp = G.data_ptr<scalar_t>(), *pp = P.data_ptr<scalar_t>(), *mp = mid.data_ptr<scalar_t>();
-      for_each_problem<scalar_t>(p.N, work, [&](int64_t i, scalar_t* scratch) {
-        const int64_t off = i * L * D;
-        kt.tlab_forward(L, D, static_cast<scalar_t>(scale), qp + off, kp + off, vp + off, op + off, gp + i * LL,
-                        pp + i * LL, mp + i * LM, scratch);
-      });
-    } else {
-      for_each_problem<scalar_t>(p.N, 2 * LL + LM + work, [&](int64_t i, scalar_t* scratch) {
-        const int64_t off = i * L * D;
-        kt.tlab_forward(L, D, static_cast<scalar_t>(scale), qp + off, kp + off, vp + off, op + off, scratch,
-                        scratch + LL, scratch + 2 * LL, scratch + 2 * LL + LM);
-      });
-    }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "aver_fast_tlab_attention", [&] {
+    forward_typed<scalar_t>(p, q, k, v, out, keep ? kept : nullptr, scale);
   });
   if (!keep) return {out};
-  return {out, G, P, mid};
+  return {out, kept[0], kept[1], kept[2]};
 }
 
 at::Tensor forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale) {
@@ -75,37 +112,63 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_train(const a
   return {r[0], r[1], r[2], r[3]};
 }
 
+template <typename S>
+void backward_typed(const Problems& p, const at::Tensor& g, const at::Tensor& q, const at::Tensor& k,
+                    const at::Tensor& v, const at::Tensor& G, const at::Tensor& P, const at::Tensor& mid,
+                    at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, double scale) {
+  using T = compute_t<S>;
+  constexpr bool cast = !std::is_same_v<S, T>;
+  const auto& kt = cpu_kernels().get<T>();
+  const int64_t L = p.L, D = p.D, LD = L * D, LL = L * L, LM = L * p.mid;
+  const int64_t io = cast ? 7 * LD : 0;
+  const S *gp = g.data_ptr<S>(), *qp = q.data_ptr<S>(), *kp = k.data_ptr<S>(), *vp = v.data_ptr<S>();
+  const T *Gp = G.data_ptr<T>(), *Pp = P.data_ptr<T>(), *mp = mid.data_ptr<T>();
+  S *dqp = dq.data_ptr<S>(), *dkp = dk.data_ptr<S>(), *dvp = dv.data_ptr<S>();
+  for_each_problem<T>(p.N, io + kt.tlab_backward_scratch(L, D), [&](int64_t i, T* scratch) {
+    const int64_t off = i * LD;
+    const T* gi = widen(gp + off, LD, scratch);
+    const T* qi = widen(qp + off, LD, scratch + LD);
+    const T* ki = widen(kp + off, LD, scratch + 2 * LD);
+    const T* vi = widen(vp + off, LD, scratch + 3 * LD);
+    T *dqi, *dki, *dvi;
+    if constexpr (cast) {
+      dqi = scratch + 4 * LD;
+      dki = scratch + 5 * LD;
+      dvi = scratch + 6 * LD;
+    } else {
+      dqi = dqp + off;
+      dki = dkp + off;
+      dvi = dvp + off;
+    }
+    kt.tlab_backward(L, D, static_cast<T>(scale), gi, qi, ki, vi, Gp + i * LL, Pp + i * LL, mp + i * LM, dqi, dki,
+                     dvi, scratch + io);
+    narrow(dqi, LD, dqp + off);
+    narrow(dki, LD, dkp + off);
+    narrow(dvi, LD, dvp + off);
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_, const at::Tensor& q_,
                                                         const at::Tensor& k_, const at::Tensor& v_,
                                                         const at::Tensor& G_, const at::Tensor& P_,
                                                         const at::Tensor& mid_, double scale) {
   const Problems p = check(q_, k_, v_);
-  check_cpu_float(grad_, "grad", -2);
+  check_cpu_floating(grad_, "grad", 2);
   check_same_dtype(q_, grad_, "q", "grad");
   TORCH_CHECK(grad_.sizes() == q_.sizes(), "aver_fast: grad shape ", grad_.sizes(), " differs from q ", q_.sizes());
   const auto LL_shape = with_last(q_, p.L), mid_shape = with_last(q_, p.mid);
+  const auto kept = compute_dtype(q_.scalar_type());
   TORCH_CHECK(G_.sizes() == at::IntArrayRef(LL_shape) && P_.sizes() == at::IntArrayRef(LL_shape) &&
-                  mid_.sizes() == at::IntArrayRef(mid_shape) && G_.scalar_type() == q_.scalar_type() &&
-                  P_.scalar_type() == q_.scalar_type() && mid_.scalar_type() == q_.scalar_type(),
+                  mid_.sizes() == at::IntArrayRef(mid_shape) && G_.scalar_type() == kept &&
+                  P_.scalar_type() == kept && mid_.scalar_type() == kept,
               "aver_fast: tlab_attention_backward needs the saved tensors of tlab_attention_train for these inputs "
-              "(A_G, P: ", at::IntArrayRef(LL_shape), ", mid: ", at::IntArrayRef(mid_shape), "), got ", G_.sizes(),
-              ", ", P_.sizes(), ", ", mid_.sizes());
+              "(A_G, P: ", at::IntArrayRef(LL_shape), ", mid: ", at::IntArrayRef(mid_shape), ", ", kept, "), got ",
+              G_.sizes(), ", ", P_.sizes(), ", ", mid_.sizes());
   const auto g = grad_.contiguous(), q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous();
   const auto G = G_.contiguous(), P = P_.contiguous(), mid = mid_.contiguous();
-  const int64_t L = p.L, D = p.D, LL = L * L, LM = L * p.mid;
   auto dq = at::empty_like(q), dk = at::empty_like(q), dv = at::empty_like(q);
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "aver_fast_tlab_attention_backward", [&] {
-    const auto& kt = cpu_kernels().get<scalar_t>();
-    const scalar_t *gp = g.data_ptr<scalar_t>(), *qp = q.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>(),
-                   *vp = v.data_ptr<scalar_t>(), *Gp = G.data_ptr<scalar_t>(), *Pp = P.data_ptr<scalar_t>(),
-                   *mp = mid.data_ptr<scalar_t>();
-    scalar_t *dqp = dq.data_ptr<scalar_t>(), *dkp = dk.data_ptr<scalar_t>(), *dvp = dv.data_ptr<scalar_t>();
-    for_each_problem<scalar_t>(p.N, kt.tlab_backward_scratch(L, D), [&](int64_t i, scalar_t* scratch) {
-      const int64_t off = i * L * D;
-      kt.tlab_backward(L, D, static_cast<scalar_t>(scale), gp + off, qp + off, kp + off, vp + off, Gp + i * LL,
-                       Pp + i * LL, mp + i * LM, dqp + off, dkp + off, dvp + off, scratch);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "aver_fast_tlab_attention_backward",
+                                  [&] { backward_typed<scalar_t>(p, g, q, k, v, G, P, mid, dq, dk, dv, scale); });
   return {dq, dk, dv};
 }
 

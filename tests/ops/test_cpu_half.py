@@ -75,3 +75,41 @@ def test_autocast_runs_the_fused_kernels():
         aver_fast.jca_correlation(q, w, j)
     assert ran == [("tlab_attention", "cpp"), ("jca_correlation", "reference")]
     assert aver_fast.backends(dtype=torch.bfloat16)["jca_correlation"]["cpu"]["requested_only"]["cpp"]
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=dtype_id)
+def test_tlab_attention_converts_inside_the_kernel(dtype):
+    """Was: float16/bfloat16 were cast to float32 copies in Python, the kernel run, the result cast back (three
+    extra passes over the inputs and one over the output). Now the kernel takes them as they are."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Calls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    require_cpp()
+    q, k, v = (torch.randn(2, 2, 16, 64, dtype=dtype) for _ in range(3))
+    with Calls() as calls:
+        out = aver_fast.tlab_attention(q, k, v, backend="cpp")
+    assert calls.ops == ["aver_fast.tlab_attention"] and out.dtype == dtype
+    report = aver_fast.backends(dtype=dtype)
+    assert "inside the C++ kernel" in report["tlab_attention"]["cpu"]["precision"]["cpp"]
+    assert "cast to float32" in report["log_mel"]["cpu"]["precision"]["cpp"]
+    assert aver_fast.backends()["tlab_attention"]["cpu"]["precision"] == {}  # float32: nothing to say
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=dtype_id)
+def test_tlab_attention_half_ops_pass_opcheck(dtype):
+    """The kept A_G, A_Lᵀ and intermediate are float32 for half inputs, in the fake kernel as in the real one."""
+    require_cpp()
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    for L, D in ((6, 16), (20, 8)):
+        q, k, v = (torch.randn(2, L, D, dtype=dtype, requires_grad=True) for _ in range(3))
+        torch.library.opcheck(torch.ops.aver_fast.tlab_attention_train, (q, k, v, 0.25), test_utils=utils)
+        _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(q.detach(), k.detach(), v.detach(), 0.25)
+        assert a_g.dtype == p.dtype == mid.dtype == torch.float32

@@ -151,8 +151,8 @@ def test_direct_op_call_checks_shapes():
     require_cpp()
     with pytest.raises(RuntimeError, match="same \\(..., L, D\\) shape"):
         torch.ops.aver_fast.tlab_attention(torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 3, 4), 1.0)
-    with pytest.raises(RuntimeError, match="float32 or float64"):
-        torch.ops.aver_fast.tlab_attention(*(torch.randn(2, 3, 4).half() for _ in range(3)), 1.0)
+    with pytest.raises(RuntimeError, match="float32, float64, bfloat16 or float16"):
+        torch.ops.aver_fast.tlab_attention(*(torch.ones(2, 3, 4, dtype=torch.int32) for _ in range(3)), 1.0)
 
 
 @pytest.mark.slow
