@@ -39,17 +39,18 @@ _MEMORY: dict[str, str] = {}
 _LOADED: set[str] = set()
 
 
-def enabled(device: torch.device, doubtful: bool = False) -> bool:
+def enabled(device: torch.device, doubtful: bool | Callable[[], bool] = False) -> bool:
     """Whether this call's backend is chosen by measurement: everywhere with ``AVER_FAST_AUTOTUNE=1``, on CUDA and
-    for ``doubtful`` calls by default, never with ``=0``, while torch.compile traces or a CUDA graph is captured."""
+    for ``doubtful`` calls by default (a callable is asked last, never while torch.compile traces), never with
+    ``=0``, while torch.compile traces or a CUDA graph is captured."""
     flag = os.environ.get(ENV_VAR, "")
-    if flag == "0":
+    if flag == "0" or torch.compiler.is_compiling():
         return False
-    if flag != "1" and device.type != "cuda" and not doubtful:
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return False
-    if torch.compiler.is_compiling():
-        return False
-    return not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+    if flag == "1" or device.type == "cuda":
+        return True
+    return bool(doubtful() if callable(doubtful) else doubtful)
 
 
 @functools.cache
@@ -185,15 +186,18 @@ def _call(backend, args: tuple) -> Callable[[], object]:
 
 
 _KEYS: dict[tuple, str] = {}  # a call's exact signature -> its key (building a key costs more than the lookup)
+MAX_KEYS = 4096  # exact signatures remembered (variable-length inputs make many); then the memo starts afresh
 
 
 def _memo_key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
     from . import _ext
 
-    sig = (op, device, dtype, _needs_grad(args), torch.get_num_threads(), _ext._ISA[0] if _ext._ISA else None,
-           [a.shape if isinstance(a, torch.Tensor) else "f" if isinstance(a, float) else a for a in args].__repr__())
+    sig = (op, device, dtype, _needs_grad(args), torch.get_num_threads(), _ext.cpu_isa(),
+           repr([a.shape if isinstance(a, torch.Tensor) else "f" if isinstance(a, float) else a for a in args]))
     k = _KEYS.get(sig)
     if k is None:
+        if len(_KEYS) >= MAX_KEYS:
+            _KEYS.clear()
         k = _KEYS[sig] = key(op, device, dtype, args)
     return k
 

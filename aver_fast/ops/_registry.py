@@ -148,7 +148,7 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
     eligible = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
                 and (b.auto_devices is None or device.type in b.auto_devices)
                 and _why_not(b, device, dtype, args) is None]
-    if len(eligible) > 1 and args is not None and _autotune.enabled(device, eligible[0].measure_when(*args)):
+    if len(eligible) > 1 and args is not None and _autotune.enabled(device, lambda: eligible[0].measure_when(*args)):
         return _observed(op, _autotune.choose(op, device, dtype, eligible, args))
     return _observed(op, eligible[0])  # the reference supports everything, so there is always one
 
