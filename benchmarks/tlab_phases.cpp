@@ -48,8 +48,10 @@ int main(int argc, char** argv) {
   std::printf("L=%lld D=%lld, %d-byte vectors, product associated %s\n", (long long)L, (long long)D, AVER_VEC_BYTES,
               aver_fast_cpu::tlab_associate_left(L, D) ? "(A_G A_L) V" : "A_G (A_L V)");
   time("S = s Q K^T", [&](int64_t i) { gemm_nt<float>(L, L, D, s, &q[i * LD], D, &k[i * LD], D, S.data(), L, false, nt); }, F);
-  time("A_G = softmax_rows(S)", [&](int64_t i) { copy(S.data(), LL, &G[i * LL]); softmax_rows(L, L, &G[i * LL], L); }, 0);
-  time("A_L^T = softmax_cols(S)", [&](int64_t i) { softmax_cols(L, L, S.data(), L, &P[i * LL], L, colbuf); }, 0);
+  time("A_G and A_L^T (both softmaxes)", [&](int64_t i) {
+    copy(S.data(), LL, &P[i * LL]);
+    tlab_softmaxes(L, &G[i * LL], &P[i * LL], colbuf);
+  }, 0);
   if (aver_fast_cpu::tlab_associate_left(L, D)) {
     time("M = A_G A_L", [&](int64_t i) { gemm_nt<float>(L, L, L, 1.f, &G[i * LL], L, &P[i * LL], L, &mid[i * LL], L, false, nt); }, 2.0 * L * L * L);
     time("O = M V", [&](int64_t i) { gemm_nn<float>(L, D, L, 1.f, &mid[i * LL], L, 1, &v[i * LD], D, &o[i * LD], D, false); }, F);

@@ -93,11 +93,28 @@ def _observed(op: str, b: Backend) -> Backend:
     return dataclasses.replace(b, fn=timed)
 
 
+_AUTO: dict[tuple, list[Backend]] = {}  # (op, device, dtype) -> backends automatic selection may pick, by priority
+
+
 def register(op: str, backend: Backend) -> None:
     """Register ``backend`` for ``op`` (replacing an earlier one of the same name)."""
     if backend.name not in BACKENDS:
         raise ValueError(f"unknown backend {backend.name!r}; expected one of {BACKENDS}")
     _OPS.setdefault(op, OpEntry(op)).backends[backend.name] = backend
+    _AUTO.clear()
+
+
+def _automatic(op: str, device: torch.device, dtype: torch.dtype) -> list[Backend]:
+    """The backends of ``op`` that automatic selection may pick on ``device`` for ``dtype``, in priority order,
+    before their arguments are seen (what a build and a machine can run does not change while a process runs)."""
+    key = (op, device, dtype)
+    found = _AUTO.get(key)
+    if found is None:
+        entry = _OPS[op]
+        found = _AUTO[key] = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
+                              and (b.auto_devices is None or device.type in b.auto_devices)
+                              and _why_not(b, device, dtype) is None]
+    return found
 
 
 def _why_not(b: Backend | None, device: torch.device, dtype: torch.dtype, args: tuple | None = None) -> str | None:
@@ -145,9 +162,7 @@ def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | Non
             raise RuntimeError(f"aver_fast.{op}: backend {name!r} was requested but cannot run on "
                                f"{device.type}/{dtype}: {reason}")
         return _observed(op, b)
-    eligible = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
-                and (b.auto_devices is None or device.type in b.auto_devices)
-                and _why_not(b, device, dtype, args) is None]
+    eligible = [b for b in _automatic(op, device, dtype) if args is None or b.accepts(*args) is None]
     if len(eligible) > 1 and args is not None and _autotune.enabled(device, lambda: eligible[0].measure_when(*args)):
         return _observed(op, _autotune.choose(op, device, dtype, eligible, args))
     return _observed(op, eligible[0])  # the reference supports everything, so there is always one

@@ -13,7 +13,73 @@ namespace aver_fast_cpu {
 namespace AVER_ISA {
 
 // Work space (entries) of tlab_forward_problem / tlab_backward_problem, besides A_G, P and mid.
-inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)) + 2 * L; }
+inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)) + 3 * L; }
+
+// Both softmaxes of S (L x L, given in P): G = softmax_rows(S), P = softmax_cols(S), in three passes over S instead
+// of seven: both maxima, then both exponentials (each with its own shift) with their sums, then both scalings.
+// buf: 3 L entries.
+template <typename T>
+inline void tlab_softmaxes(int64_t L, T* G, T* P, T* buf) {
+  using V = Simd<T>;
+  T* cmax = buf;        // then 1 / column sums
+  T* csum = buf + L;
+  T* rmax = buf + 2 * L;  // then 1 / row sums
+  copy(P, L, cmax);
+  for (int64_t r = 0; r < L; ++r) {
+    const T* s = P + r * L;
+    T mx = s[0];
+    int64_t c = 0;
+    if (L >= V::lanes) {
+      typename V::vec vmx = V::load(s);
+      for (; c + V::lanes <= L; c += V::lanes) {
+        const typename V::vec x = V::load(s + c), m = V::load(cmax + c);
+        vmx = x > vmx ? x : vmx;
+        V::store(cmax + c, x > m ? x : m);
+      }
+      for (int64_t l = 0; l < V::lanes; ++l) mx = maxv(mx, vmx[l]);
+    }
+    for (; c < L; ++c) {
+      mx = maxv(mx, s[c]);
+      cmax[c] = maxv(cmax[c], s[c]);
+    }
+    rmax[r] = mx;
+  }
+  fill(csum, L, T(0));
+  for (int64_t r = 0; r < L; ++r) {
+    T* s = P + r * L;
+    T* g = G + r * L;
+    const typename V::vec shift = V::splat(rmax[r]);
+    typename V::vec vsum = V::splat(T(0));
+    int64_t c = 0;
+    for (; c + V::lanes <= L; c += V::lanes) {
+      const typename V::vec x = V::load(s + c);
+      const typename V::vec eg = vexp<T>(x - shift), ep = vexp<T>(x - V::load(cmax + c));
+      V::store(g + c, eg);
+      V::store(s + c, ep);
+      V::store(csum + c, V::load(csum + c) + ep);
+      vsum += eg;
+    }
+    T sum = hsum<T, AVER_VEC_BYTES>(reinterpret_cast<const T*>(&vsum));
+    for (; c < L; ++c) {
+      g[c] = std::exp(s[c] - rmax[r]);
+      s[c] = std::exp(s[c] - cmax[c]);
+      csum[c] += s[c];
+      sum += g[c];
+    }
+    rmax[r] = T(1) / sum;
+  }
+  for (int64_t c = 0; c < L; ++c) cmax[c] = T(1) / csum[c];
+  for (int64_t r = 0; r < L; ++r) {
+    T* g = G + r * L;
+    T* s = P + r * L;
+    const T inv = rmax[r];
+#pragma omp simd
+    for (int64_t c = 0; c < L; ++c) {
+      g[c] *= inv;
+      s[c] *= cmax[c];
+    }
+  }
+}
 inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
   return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
 }
@@ -25,9 +91,7 @@ void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, con
   T* nt = scratch;
   T* colbuf = nt + gemm_nt_scratch(L, maxv(L, D));
   gemm_nt<T>(L, L, D, s, q, D, k, D, P, L, false, nt);  // S = s Q K^T
-  copy(P, L * L, G);
-  softmax_rows(L, L, G, L);
-  softmax_cols(L, L, P, L, P, L, colbuf);
+  tlab_softmaxes(L, G, P, colbuf);
   if (tlab_associate_left(L, D)) {
     gemm_nt<T>(L, L, L, T(1), G, L, P, L, mid, L, false, nt);  // M = A_G A_L = G P^T
     gemm_nn<T>(L, D, L, T(1), mid, L, 1, v, D, o, D, false);   // O = M V
