@@ -19,6 +19,7 @@ TORCH_LIBRARY(aver_fast, m) {
         "float? top_db, int frames) -> Tensor");
   m.def("set_cpu_isa(str name) -> str", [](std::string name) { return aver_fast_cpu::set_cpu_isa(name); });
   m.def("cpu_isa() -> str", []() { return std::string(aver_fast_cpu::cpu_kernels().name); });
+  m.def("cpu_native_bf16() -> bool", []() { return aver_fast_cpu::native_bf16_dot() != nullptr; });
 }
 
 // `import aver_fast._C` loads this library (and with it the registrations above); it has no Python functions.

@@ -79,12 +79,21 @@ def cpu_kernels(device: torch.device, dtype: torch.dtype) -> str | None:
 _ISA: list[str] = []  # the instruction set in use, once asked (set_cpu_isa keeps it current)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether the C++ kernels in use multiply bfloat16 natively (AVX512-BF16 in the AVX-512 build; off with
+    ``AVER_FAST_CPU_LOW_PRECISION=0``)."""
+    return LOADED and torch.ops.aver_fast.cpu_native_bf16()
+
+
 def cpu_half_inside(device: torch.device, dtype: torch.dtype) -> str | None:
-    """How a C++ kernel that converts float16/bfloat16 itself computes them."""
-    if dtype in HALF_DTYPES:
-        return (f"{str(dtype).removeprefix('torch.')} computed in float32 inside the C++ kernel (converted per "
-                "problem; no native low-precision products yet)")
-    return None
+    """How the TLAB C++ kernel, which converts float16/bfloat16 itself, computes them."""
+    if dtype not in HALF_DTYPES:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    if dtype == torch.bfloat16 and cpu_native_bf16():
+        return (f"{name}: Q Kᵀ multiplied natively (AVX512-BF16, float32 accumulation) when D >= 128, everything "
+                "else in float32 inside the C++ kernel")
+    return f"{name} computed in float32 inside the C++ kernel (converted per problem; no native products here)"
 
 
 def cpu_half_outside(device: torch.device, dtype: torch.dtype) -> str | None:

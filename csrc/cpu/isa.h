@@ -19,16 +19,23 @@ struct KernelTable {
   int64_t (*tlab_backward_scratch)(int64_t L, int64_t D);
   void (*tlab_forward)(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* G, T* P, T* mid,
                        T* scratch);
+  void (*tlab_forward_from_scores)(int64_t L, int64_t D, const T* v, T* o, T* G, T* P, T* mid, T* scratch);
   void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
                         const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch);
   int64_t (*mel_scratch)(int64_t n_fft);
   void (*mel_block)(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T* out, T* scratch);
 };
 
+// C (M x N) = alpha * A B^T from bfloat16 rows (A: M x K, B: N x K, K contiguous; the raw 16-bit values),
+// multiplied natively with float32 accumulation (AVX512-BF16's vdpbf16ps).
+using GemmNtBf16 = void (*)(int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A, int64_t lda,
+                            const uint16_t* B, int64_t ldb, float* C, int64_t ldc);
+
 struct Kernels {
   const char* name;
   KernelTable<float> f32;
   KernelTable<double> f64;
+  GemmNtBf16 gemm_nt_bf16;  // nullptr where this build or CPU has no native bfloat16 dot products
   template <typename T> const KernelTable<T>& get() const;
 };
 template <> inline const KernelTable<float>& Kernels::get<float>() const { return f32; }
@@ -42,5 +49,8 @@ const Kernels* kernels_avx512();  // nullptr where not compiled (non-x86)
 const Kernels& cpu_kernels();
 // Force an ISA ("" = best available); returns the name now in use. Raises if the CPU cannot run it.
 std::string set_cpu_isa(const std::string& name);
+// The native bfloat16 dot products of the kernels in use, or nullptr: none in this build or CPU, or
+// $AVER_FAST_CPU_LOW_PRECISION=0 (read at each call: the forced "no native bfloat16" path).
+GemmNtBf16 native_bf16_dot();
 
 }  // namespace aver_fast_cpu

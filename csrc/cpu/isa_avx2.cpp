@@ -14,7 +14,7 @@
 
 namespace aver_fast_cpu {
 const Kernels* kernels_avx2() {
-  static const Kernels k{"avx2", avx2::make_table<float>(), avx2::make_table<double>()};
+  static const Kernels k{"avx2", avx2::make_table<float>(), avx2::make_table<double>(), nullptr};
   return &k;
 }
 }  // namespace aver_fast_cpu

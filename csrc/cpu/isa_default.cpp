@@ -15,7 +15,7 @@
 namespace aver_fast_cpu {
 
 const Kernels* kernels_default() {
-  static const Kernels k{"default", baseline::make_table<float>(), baseline::make_table<double>()};
+  static const Kernels k{"default", baseline::make_table<float>(), baseline::make_table<double>(), nullptr};
   return &k;
 }
 
@@ -62,6 +62,12 @@ std::string set_cpu_isa(const std::string& name) {
     current = k;
   }
   return current->name;
+}
+
+GemmNtBf16 native_bf16_dot() {
+  const char* env = std::getenv("AVER_FAST_CPU_LOW_PRECISION");
+  if (env != nullptr && std::string(env) == "0") return nullptr;
+  return cpu_kernels().gemm_nt_bf16;
 }
 
 const Kernels& cpu_kernels() {

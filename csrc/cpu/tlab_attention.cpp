@@ -2,11 +2,15 @@
 // problem per task. tlab_attention keeps A_G, P = A_L^T and the intermediate in per-thread scratch (no (..., L, L)
 // tensor is allocated); tlab_attention_train returns them for tlab_attention_backward, which recomputes nothing.
 // bfloat16/float16 are computed in float32 inside: each problem's inputs are converted into the thread's scratch,
-// its outputs rounded back (the kept A_G, P and intermediate stay float32).
+// its outputs rounded back (the kept A_G, P and intermediate stay float32); where the CPU multiplies bfloat16
+// natively (AVX512-BF16), S = s Q K^T of bfloat16 inputs is computed from them directly, accumulating in float32:
+// the same products, as the inputs are already bfloat16.
 #include "common.h"
 
 namespace aver_fast_cpu {
 namespace {
+
+constexpr int64_t NATIVE_BF16_MIN_D = 128;  // 4 native dot instructions per score, then one reduction
 
 struct Problems {
   int64_t N, L, D, mid;  // problems, and each one's sizes; mid: columns of the kept intermediate
@@ -30,21 +34,39 @@ std::vector<int64_t> with_last(const at::Tensor& t, int64_t cols) {
   return shape;
 }
 
-// The n values at src as the compute type, in buf (or src itself when no conversion is needed).
+// The n values at src as the compute type, in buf (or src itself when no conversion is needed). bfloat16 by its
+// bits (the high half of a float32), in a loop the compiler vectorises.
 template <typename S, typename T>
 const T* widen(const S* src, int64_t n, T* buf) {
   if constexpr (std::is_same_v<S, T>) {
     return src;
+  } else if constexpr (std::is_same_v<S, c10::BFloat16>) {
+    const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t u = uint32_t(bits[j]) << 16;
+      __builtin_memcpy(buf + j, &u, sizeof(u));
+    }
+    return buf;
   } else {
     for (int64_t j = 0; j < n; ++j) buf[j] = static_cast<T>(src[j]);
     return buf;
   }
 }
 
+// The n compute-type values at src rounded into dst (bfloat16: to nearest even, NaN kept, as c10 rounds).
 template <typename S, typename T>
 void narrow(const T* src, int64_t n, S* dst) {
-  if constexpr (!std::is_same_v<S, T>)
+  if constexpr (std::is_same_v<S, c10::BFloat16>) {
+    uint16_t* bits = reinterpret_cast<uint16_t*>(dst);
+    for (int64_t j = 0; j < n; ++j) {
+      uint32_t u;
+      __builtin_memcpy(&u, src + j, sizeof(u));
+      const uint16_t rounded = uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+      bits[j] = src[j] != src[j] ? uint16_t(0x7FC0) : rounded;
+    }
+  } else if constexpr (!std::is_same_v<S, T>) {
     for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<S>(src[j]);
+  }
 }
 
 template <typename S>
@@ -63,10 +85,10 @@ void forward_typed(const Problems& p, const at::Tensor& q, const at::Tensor& k, 
     pp = kept[1].data_ptr<T>();
     mp = kept[2].data_ptr<T>();
   }
+  GemmNtBf16 dot = nullptr;  // native bfloat16 Q K^T where its rows are long enough to outweigh the reductions
+  if constexpr (std::is_same_v<S, c10::BFloat16>) dot = D >= NATIVE_BF16_MIN_D ? native_bf16_dot() : nullptr;
   for_each_problem<T>(p.N, io + own + kt.tlab_forward_scratch(L, D), [&](int64_t i, T* scratch) {
     T* s = scratch;
-    const T* qi = widen(qp + i * LD, LD, s);
-    const T* ki = widen(kp + i * LD, LD, s + LD);
     const T* vi = widen(vp + i * LD, LD, s + 2 * LD);
     T* oi;
     if constexpr (cast) oi = s + 3 * LD; else oi = op + i * LD;
@@ -77,6 +99,17 @@ void forward_typed(const Problems& p, const at::Tensor& q, const at::Tensor& k, 
       P = pp + i * LL;
       M = mp + i * LM;
     }
+    if constexpr (std::is_same_v<S, c10::BFloat16>) {
+      if (dot != nullptr) {  // S natively from the bfloat16 rows, then everything else as below
+        dot(L, L, D, static_cast<float>(scale), reinterpret_cast<const uint16_t*>(qp + i * LD), D,
+            reinterpret_cast<const uint16_t*>(kp + i * LD), D, P, L);
+        kt.tlab_forward_from_scores(L, D, vi, oi, G, P, M, s + own);
+        narrow(oi, LD, op + i * LD);
+        return;
+      }
+    }
+    const T* qi = widen(qp + i * LD, LD, scratch);
+    const T* ki = widen(kp + i * LD, LD, scratch + LD);
     kt.tlab_forward(L, D, static_cast<T>(scale), qi, ki, vi, oi, G, P, M, s + own);
     narrow(oi, LD, op + i * LD);
   });

@@ -84,13 +84,12 @@ inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
   return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
 }
 
-// O, and G = A_G, P = A_L^T (L x L each), mid = A_G A_L (L x L) or A_L V (L x D).
+// O, G = A_G and mid from the scores S = s Q K^T given in P (which becomes A_L^T); mid = A_G A_L (L x L) or A_L V
+// (L x D). (Apart from tlab_forward_problem, so that S may come from another product, e.g. native bfloat16.)
 template <typename T>
-void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* G, T* P, T* mid,
-                          T* scratch) {
+void tlab_forward_from_scores(int64_t L, int64_t D, const T* v, T* o, T* G, T* P, T* mid, T* scratch) {
   T* nt = scratch;
   T* colbuf = nt + gemm_nt_scratch(L, maxv(L, D));
-  gemm_nt<T>(L, L, D, s, q, D, k, D, P, L, false, nt);  // S = s Q K^T
   tlab_softmaxes(L, G, P, colbuf);
   if (tlab_associate_left(L, D)) {
     gemm_nt<T>(L, L, L, T(1), G, L, P, L, mid, L, false, nt);  // M = A_G A_L = G P^T
@@ -99,6 +98,14 @@ void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, con
     gemm_nn<T>(L, D, L, T(1), P, 1, L, v, D, mid, D, false);   // U = A_L V = P^T V
     gemm_nn<T>(L, D, L, T(1), G, L, 1, mid, D, o, D, false);   // O = A_G U
   }
+}
+
+// O, and G = A_G, P = A_L^T (L x L each), mid = A_G A_L (L x L) or A_L V (L x D).
+template <typename T>
+void tlab_forward_problem(int64_t L, int64_t D, T s, const T* q, const T* k, const T* v, T* o, T* G, T* P, T* mid,
+                          T* scratch) {
+  gemm_nt<T>(L, L, D, s, q, D, k, D, P, L, false, scratch);  // S = s Q K^T
+  tlab_forward_from_scores(L, D, v, o, G, P, mid, scratch);
 }
 
 // Row softmax Y = softmax(X): dX = Y * (dY - rowsum(dY * Y)), written into dY (row-major, M x N).

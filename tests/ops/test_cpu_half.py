@@ -113,3 +113,32 @@ def test_tlab_attention_half_ops_pass_opcheck(dtype):
         torch.library.opcheck(torch.ops.aver_fast.tlab_attention_train, (q, k, v, 0.25), test_utils=utils)
         _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(q.detach(), k.detach(), v.detach(), 0.25)
         assert a_g.dtype == p.dtype == mid.dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 256), (1, 2, 9, 130), (3, 40, 160)], ids=["paper", "odd", "long"])
+def test_tlab_attention_bfloat16_native_and_forced_float32_paths(shape, monkeypatch):
+    """bfloat16 Q Kᵀ through AVX512-BF16 (where the CPU has it) and the forced "no native bfloat16" path
+    (AVER_FAST_CPU_LOW_PRECISION=0, any CPU) both match the reference, outputs and gradients."""
+    require_cpp()
+    monkeypatch.setenv("AVER_FAST_CPU_LOW_PRECISION", "0")
+    assert not aver_fast.ops._ext.cpu_native_bf16()
+    assert "no native products" in aver_fast.backends(dtype=torch.bfloat16)["tlab_attention"]["cpu"]["precision"][
+        "cpp"]
+    qkv = [torch.randn(shape, dtype=torch.bfloat16) for _ in range(3)]
+    want = aver_fast.tlab_attention(*qkv, backend="reference")
+    forced = aver_fast.tlab_attention(*qkv, backend="cpp")
+    _close(forced, want, torch.bfloat16)
+    monkeypatch.delenv("AVER_FAST_CPU_LOW_PRECISION")
+    if not aver_fast.ops._ext.cpu_native_bf16():
+        pytest.skip("this CPU (or the kernels' ISA in use) has no native bfloat16 products; the forced path above ran")
+    assert "natively" in aver_fast.backends(dtype=torch.bfloat16)["tlab_attention"]["cpu"]["precision"]["cpp"]
+    native = aver_fast.tlab_attention(*qkv, backend="cpp")
+    _close(native, want, torch.bfloat16)
+    assert (native.float() - forced.float()).abs().max() <= 2 * TOL[torch.bfloat16]
+    leaves = [t.clone().requires_grad_() for t in qkv]  # the training forward keeps the native path's attention
+    ref = [t.clone().requires_grad_() for t in qkv]
+    g = torch.randn(shape, dtype=torch.bfloat16)
+    aver_fast.tlab_attention(*leaves, backend="cpp").backward(g)
+    aver_fast.tlab_attention(*ref, backend="reference").backward(g)
+    for a, b in zip(leaves, ref, strict=True):
+        _close(a.grad, b.grad, torch.bfloat16)
