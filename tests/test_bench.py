@@ -37,3 +37,22 @@ def test_pytest_benchmarks_ends_with_the_speedup_table():
     assert tail[2] == "| op | shape | mode | backend | median (IQR) | vs reference | vs best native (which) |", tail
     assert tail[4].startswith("| log_mel | 16x45599 | fwd | cpp |"), tail
     assert tail[4].endswith("(reference (stft+matmul)) |"), tail
+
+
+def test_tlab_phases_harness_builds_and_runs(tmp_path):
+    """benchmarks/tlab_phases.cpp times the kernel headers themselves: it must keep compiling as they change."""
+    import shutil
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    assert cxx, "no C++ compiler (the extension's build needs one too)"
+    from aver_fast.cpu import _cpu_flags
+
+    exe = str(tmp_path / "phases")
+    isa = ["-mavx2", "-mfma", "-DAVER_VEC_BYTES=32"] if {"avx2", "fma"} <= _cpu_flags() else ["-DAVER_VEC_BYTES=16"]
+    build = subprocess.run([cxx, "-O1", "-std=c++17", *isa, "-Icsrc", "benchmarks/tlab_phases.cpp", "-o", exe],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    for L, D in ((4, 8), (9, 5)):  # both associations
+        run = subprocess.run([exe, str(L), str(D), "2"], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert "forward (all of the above)" in run.stdout and "backward" in run.stdout, run.stdout
