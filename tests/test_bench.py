@@ -22,6 +22,8 @@ def test_machine_line_names_isa_threads_and_caps(monkeypatch):
 
     from aver_fast.ops import _ext
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    for other in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(other, raising=False)
     line = machine()
     assert f"C++ kernels {_ext.cpu_isa()}" in line and f"{torch.get_num_threads()} threads" in line
     assert "PyTorch capped: ONEDNN_MAX_CPU_ISA=AVX2" in line and "native bfloat16 no" in line
