@@ -13,7 +13,6 @@ import datetime
 import functools
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -263,12 +262,11 @@ def jca_gemm_share(b: int = 16, L: int = 16, c: int = 512, d: int = 1024) -> tup
 def machine() -> str:
     """The CPU and what the numbers depend on: model, vector ISA of the C++ kernels (and of PyTorch's own kernels,
     which ``ATEN_CPU_CAPABILITY``/``ONEDNN_MAX_CPU_ISA`` may cap), native bfloat16, threads, torch."""
-    from .cpu import has_native
-    from .ops._autotune import _cpu_model
+    from .cpu import has_native, model_name
 
     caps = ", ".join(f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
                                                        "MKL_ENABLE_INSTRUCTIONS") if os.environ.get(v))
-    return (f"{_cpu_model() or platform.machine()}, C++ kernels {_ext.cpu_isa()}"
+    return (f"{model_name()}, C++ kernels {_ext.cpu_isa()}"
             f"{f' (PyTorch capped: {caps})' if caps else ''}, native bfloat16 {'yes' if has_native() else 'no'}, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}")
 

@@ -32,6 +32,25 @@ def _cpu_flags() -> frozenset[str]:
         return frozenset()
 
 
+def flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo names them (``avx2``, ``avx512_bf16``, ...); empty where unknown."""
+    return _cpu_flags()
+
+
+@functools.cache
+def model_name() -> str:
+    """The CPU's model as the OS names it (/proc/cpuinfo), else what Python's platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def has_native(dtype: torch.dtype = torch.bfloat16) -> bool:
     """Whether this CPU multiplies ``dtype`` (bfloat16 or float16) in hardware, and oneDNN may use it."""
     forced = os.environ.get(ENV_VAR)

@@ -47,10 +47,10 @@ def test_tlab_phases_harness_builds_and_runs(tmp_path):
 
     cxx = shutil.which("g++") or shutil.which("c++")
     assert cxx, "no C++ compiler (the extension's build needs one too)"
-    from aver_fast.cpu import _cpu_flags
+    from aver_fast.cpu import flags
 
     exe = str(tmp_path / "phases")
-    isa = ["-mavx2", "-mfma", "-DAVER_VEC_BYTES=32"] if {"avx2", "fma"} <= _cpu_flags() else ["-DAVER_VEC_BYTES=16"]
+    isa = ["-mavx2", "-mfma", "-DAVER_VEC_BYTES=32"] if {"avx2", "fma"} <= flags() else ["-DAVER_VEC_BYTES=16"]
     build = subprocess.run([cxx, "-O1", "-std=c++17", *isa, "-Icsrc", "benchmarks/tlab_phases.cpp", "-o", exe],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]

@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..cpu import model_name
+
 ENV_VAR = "AVER_FAST_AUTOTUNE"
 CACHE_ENV = "AVER_FAST_CACHE_DIR"
 REPEATS = 5
@@ -102,25 +104,12 @@ def _save(path: str) -> None:
         warnings.warn(f"aver_fast: cannot write the backend cache {path}: {e}", stacklevel=3)
 
 
-@functools.cache
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
         from . import _ext
-        return f"cpu {_cpu_model()} {_ext.cpu_isa() or 'no-cpp'} {torch.get_num_threads()} threads"
+        return f"cpu {model_name()} {_ext.cpu_isa() or 'no-cpp'} {torch.get_num_threads()} threads"
     return device.type
 
 

@@ -185,7 +185,7 @@ def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> 
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", jca_correlation_ref))
 GEMM_BOUND = ("x @ w is ~97% of the op's work (paper shape) and runs in the same BLAS call as in the reference; the "
-              "C++ op measured 0.87-1.03x the reference, so automatic selection keeps the reference on CPU "
+              "C++ op measured 0.87-1.06x the reference, so automatic selection keeps the reference on CPU "
               "(benchmarks/RESULTS.md); request it with backend='cpp'")
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, auto_devices=(),
                                          requested_only=GEMM_BOUND,
