@@ -21,32 +21,29 @@ ONEDNN_ISAS = {torch.bfloat16: ("BF16", "FP16", "AMX", "AVX10"), torch.float16: 
 
 
 @functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux; elsewhere none are known)."""
+def _cpuinfo() -> str:
+    """/proc/cpuinfo (Linux; elsewhere nothing is known)."""
     if not sys.platform.startswith("linux"):
-        return frozenset()
+        return ""
     try:
         with open("/proc/cpuinfo") as f:
-            return frozenset(f.read().split())
+            return f.read()
     except OSError:
-        return frozenset()
+        return ""
 
 
+@functools.cache
 def flags() -> frozenset[str]:
     """The CPU's feature flags as /proc/cpuinfo names them (``avx2``, ``avx512_bf16``, ...); empty where unknown."""
-    return _cpu_flags()
+    return frozenset(_cpuinfo().split())
 
 
 @functools.cache
 def model_name() -> str:
     """The CPU's model as the OS names it (/proc/cpuinfo), else what Python's platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     import platform
     return platform.processor() or platform.machine()
 
@@ -59,7 +56,7 @@ def has_native(dtype: torch.dtype = torch.bfloat16) -> bool:
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap and cap != "ALL" and not any(k in cap for k in ONEDNN_ISAS.get(dtype, ())):
         return False
-    return any(flag in _cpu_flags() for flag in NATIVE_FLAGS.get(dtype, ()))
+    return any(flag in flags() for flag in NATIVE_FLAGS.get(dtype, ()))
 
 
 def autocast_without_native(device: torch.device) -> bool:

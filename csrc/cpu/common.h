@@ -13,16 +13,11 @@
 
 namespace aver_fast_cpu {
 
-// dim > 0: exactly dim dimensions; dim < 0: at least -dim.
 inline void check_cpu_float(const at::Tensor& t, const char* name, int64_t dim) {
   TORCH_CHECK(t.device().is_cpu(), "aver_fast: ", name, " must be a CPU tensor, got ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "aver_fast: ", name,
               " must be float32 or float64, got ", t.scalar_type());
-  if (dim > 0) {
-    TORCH_CHECK(t.dim() == dim, "aver_fast: ", name, " must have ", dim, " dimensions, got ", t.sizes());
-  } else {
-    TORCH_CHECK(t.dim() >= -dim, "aver_fast: ", name, " must have at least ", -dim, " dimensions, got ", t.sizes());
-  }
+  TORCH_CHECK(t.dim() == dim, "aver_fast: ", name, " must have ", dim, " dimensions, got ", t.sizes());
 }
 
 // Like check_cpu_float, also admitting bfloat16/float16 (kernels that compute them in float32 themselves).

@@ -14,6 +14,9 @@ namespace AVER_ISA {
 
 // Work space (entries) of tlab_forward_problem / tlab_backward_problem, besides A_G, P and mid.
 inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)) + 3 * L; }
+inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
+  return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
+}
 
 // Both softmaxes of S (L x L, given in P): G = softmax_rows(S), P = softmax_cols(S), in three passes over S instead
 // of seven: both maxima, then both exponentials (each with its own shift) with their sums, then both scalings.
@@ -79,9 +82,6 @@ inline void tlab_softmaxes(int64_t L, T* G, T* P, T* buf) {
       s[c] *= cmax[c];
     }
   }
-}
-inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
-  return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
 }
 
 // O, G = A_G and mid from the scores S = s Q K^T given in P (which becomes A_L^T); mid = A_G A_L (L x L) or A_L V
