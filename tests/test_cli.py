@@ -9,8 +9,14 @@ from aver_fast.cli import main
 def test_summary_and_backends_commands(capsys):
     assert main(["summary", "--preset", "tiny"]) == 0
     assert "trainable" in capsys.readouterr().out
+    assert main(["backends", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert main(["backends"]) == 0
-    assert "tlab_attention" in json.loads(capsys.readouterr().out)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["op", "device", "selected", "triton", "cpp", "reference"]
+    for op, devices in report.items():  # one row per (op, device), naming the same choice as the JSON
+        for dev, r in devices.items():
+            assert any(line.split()[:3] == [op, dev, r["selected"]] for line in lines[2:]), (op, dev)
 
 
 def test_every_command_reports_expected_failures_in_one_line(tmp_path, capsys):

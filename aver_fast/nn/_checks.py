@@ -16,3 +16,8 @@ def check_sequence(name: str, x: torch.Tensor, dim: int, seq_len: int | None = N
     if x.shape[1] == 0:
         raise ValueError(f"{name} has no time steps (shape {tuple(x.shape)})")
     return x
+
+
+def unbatched(x: object) -> bool:
+    """``x`` is one ``(L, C)`` sequence without a batch dim (as ``nn.MultiheadAttention`` accepts)."""
+    return isinstance(x, torch.Tensor) and x.dim() == 2

@@ -6,8 +6,9 @@ import math
 import torch
 from torch import nn
 
+from ..ops._registry import check_name
 from ..ops.jca_correlation import jca_correlation_pair
-from ._checks import check_sequence
+from ._checks import check_sequence, unbatched
 
 
 class JCALayer(nn.Module):
@@ -17,9 +18,11 @@ class JCALayer(nn.Module):
     ``H_m = ReLU(W_m m + W_Cm C_m)`` (Eq. 10; ``W_Cm`` acts over the L axis), ``m_att = W_Hm H_m + m`` (Eq. 11).
     """
 
-    def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int, dropout: float = 0.0,
+                 backend: str | None = None) -> None:
         super().__init__()
         d = dim_a + dim_v
+        self.backend = backend
         self.w_ja = nn.Parameter(torch.empty(dim_a, d))
         self.w_jv = nn.Parameter(torch.empty(dim_v, d))
         nn.init.xavier_uniform_(self.w_ja)
@@ -30,8 +33,9 @@ class JCALayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: a ``(B, L, C_a)``, v ``(B, L, C_v)`` -> the same two shapes."""
         j = torch.cat([a, v], dim=-1)
-        c_a, c_v = jca_correlation_pair(a, self.w_ja, v, self.w_jv, j)  # (B, L, L) each, one launch on GPU
+        c_a, c_v = jca_correlation_pair(a, self.w_ja, v, self.w_jv, j, backend=self.backend)  # (B, L, L) each
         h_a = torch.relu(self.w_a(a) + self.w_ca(c_a))
         h_v = torch.relu(self.w_v(v) + self.w_cv(c_v))
         return self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v
@@ -74,12 +78,14 @@ class JCA(nn.Module):
     ``hidden`` (k in Eq. 10) defaults to ``dim_a + dim_v``. ``num_layers > 1`` applies the layer recursively with
     separate weights (the public code uses 2; the paper's Eq. 8-12 describe one). ``W_Ca``/``W_Cv`` act over time,
     so the sequence length is fixed at construction. ``attention="features"`` uses the public code's layer instead
-    (:class:`FeatureCoAttentionLayer`; ``hidden`` unused).
+    (:class:`FeatureCoAttentionLayer`; ``hidden`` unused). ``backend``: that of the correlation (Eq. 9), as on
+    :func:`aver_fast.jca_correlation`.
     """
 
     def __init__(self, dim_a: int, dim_v: int, seq_len: int, hidden: int | None = None, num_layers: int = 1,
-                 dropout: float = 0.0, attention: str = "time") -> None:
+                 dropout: float = 0.0, attention: str = "time", backend: str | None = None) -> None:
         super().__init__()
+        check_name(backend)  # at construction rather than at the first batch
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if attention not in JCA_ATTENTIONS:
@@ -89,11 +95,15 @@ class JCA(nn.Module):
         self.seq_len = seq_len
         self.attention = attention
         hidden = hidden or dim_a + dim_v
-        self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout) if attention == "time"
+        self.layers = nn.ModuleList(JCALayer(dim_a, dim_v, seq_len, hidden, dropout, backend) if attention == "time"
                                     else FeatureCoAttentionLayer(dim_a, dim_v, seq_len, dropout)
                                     for _ in range(num_layers))
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Shape: a ``(B, L, dim_a)``, v ``(B, L, dim_v)`` -> ``(B, L, dim_v + dim_a)``; unbatched ``(L, dim_a)``,
+        ``(L, dim_v)`` -> ``(L, dim_v + dim_a)``; ``L = seq_len``."""
+        if unbatched(a) and unbatched(v):
+            return self.forward(a.unsqueeze(0), v.unsqueeze(0)).squeeze(0)
         check_sequence("a", a, self.dim_a, self.seq_len)
         check_sequence("v", v, self.dim_v, self.seq_len)
         if a.shape[0] != v.shape[0]:

@@ -24,12 +24,31 @@ class TemporalBlock(nn.Module):
         self.conv2 = wrap(nn.Conv1d(out_channels, out_channels, kernel_size, dilation=dilation))
         self.dropout = nn.Dropout(dropout)
         self.downsample = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self._args = (in_channels, out_channels, kernel_size, dilation, dropout, weight_norm)
+
+    def __reduce_ex__(self, protocol):
+        """Pickles (``torch.save(model)``, multiprocessing spawn, ``copy.deepcopy``) as its arguments and state:
+        PyTorch refuses to pickle a weight-norm parametrized convolution itself."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_parameters", "_buffers", "_modules")}
+        modes = [m.training for m in self.modules()]
+        return _rebuild_block, (self._args, self.state_dict(keep_vars=True), state, modes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dropout(torch.relu(self.conv1(nn.functional.pad(x, (self.pad, 0)))))
         h = self.dropout(torch.relu(self.conv2(nn.functional.pad(h, (self.pad, 0)))))
         res = x if self.downsample is None else self.downsample(x)
         return torch.relu(h + res)
+
+
+def _rebuild_block(args: tuple, tensors: dict, state: dict, modes: list[bool]) -> TemporalBlock:
+    """A pickled :class:`TemporalBlock`: built from its arguments, then given its tensors (with their dtype, device
+    and requires_grad), its other attributes (hooks) and each submodule's training mode."""
+    block = TemporalBlock(*args)
+    block.load_state_dict(tensors, assign=True)
+    block.__dict__.update(state)
+    for m, training in zip(block.modules(), modes, strict=True):
+        m.training = training
+    return block
 
 
 class TCN(nn.Module):

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..ops._registry import check_name
 from ..ops.tlab_attention import tlab_attention
-from ._checks import check_sequence
+from ._checks import check_sequence, unbatched
 from .lstm import BiLSTM
 from .tcn import TCN
 
@@ -30,6 +31,8 @@ class TLAB(nn.Module):
     attention output) is given.
     Ablations: ``use_tcn=False`` takes K, V from ``x``; ``use_lstm=False`` takes Q from ``x``;
     ``use_attention=False`` returns ``LayerNorm(Lh + T)`` (or whichever of the two remains, or ``x``).
+    ``backend``: the backend of the attention product (``"reference"``, ``"cpp"``, ``"triton"``; None: chosen per
+    call, see :func:`aver_fast.backends`).
     """
 
     def __init__(self, dim: int, num_heads: int = 2, tcn_channels: Sequence[int] | None = None,
@@ -37,8 +40,9 @@ class TLAB(nn.Module):
                  use_tcn: bool = True, use_lstm: bool = True, use_attention: bool = True,
                  attention: str = "global_local", *, lstm_learned_init: bool = False, lstm_normalize: bool = False,
                  tcn_weight_norm: bool = True, lstm_dropout: float | None = None, tcn_dropout: float | None = None,
-                 attention_dropout: float | None = None) -> None:
+                 attention_dropout: float | None = None, backend: str | None = None) -> None:
         super().__init__()
+        check_name(backend)  # at construction rather than at the first batch
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if dim % num_heads:
@@ -70,6 +74,7 @@ class TLAB(nn.Module):
         else:
             self.w_q = self.w_k = self.w_v = self.w_o = None
         self.attention_dropout = attention_dropout
+        self.backend = backend
         self.dropout = nn.Dropout(dropout if attention_dropout is None else 0.0)
         self.norm = nn.LayerNorm(dim)
         self._register_load_state_dict_pre_hook(_rename_lstm_proj)
@@ -79,6 +84,9 @@ class TLAB(nn.Module):
         return x.view(b, steps, self.num_heads, -1).transpose(1, 2)  # (B, H, L, dim/H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: x ``(B, L, dim)``, or unbatched ``(L, dim)`` -> the same shape."""
+        if unbatched(x):
+            return self.forward(x.unsqueeze(0)).squeeze(0)
         check_sequence("x", x, self.dim)
         t = self.tcn(x) if self.tcn is not None else None
         h = self.lstm(x) if self.lstm is not None else None
@@ -89,7 +97,7 @@ class TLAB(nn.Module):
             k = self._heads(self.w_k(kv_src))
             v = self._heads(self.w_v(kv_src))
             if self.attention == "global_local":
-                o = tlab_attention(q, k, v)
+                o = tlab_attention(q, k, v, backend=self.backend)
             else:
                 p = self.attention_dropout if self.training and self.attention_dropout else 0.0
                 o = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from . import _functorch
+
 
 def needs_graph() -> bool:
     """True inside a backward that must itself be differentiable (``create_graph=True``)."""
@@ -27,6 +29,8 @@ def reference_grads(forward: Callable[..., Sequence[torch.Tensor]], inputs: Sequ
     wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     if not wanted:
         return [None] * len(inputs)
+    if _functorch.active():  # inside a torch.func transform the saved inputs do not require grad at this level
+        return _functorch.vjp(forward, inputs, needs, grads)
     with torch.enable_grad():
         outs = forward(*inputs)
         pairs = [(o, g) for o, g in zip(outs, grads[:len(outs)], strict=True) if g is not None]
@@ -37,7 +41,8 @@ def reference_grads(forward: Callable[..., Sequence[torch.Tensor]], inputs: Sequ
 
 
 def register(op, reference: Callable[..., Sequence[torch.Tensor]],
-             fused_backward: Callable[..., Sequence[torch.Tensor | None]], save_outputs: bool | slice = True) -> None:
+             fused_backward: Callable[..., Sequence[torch.Tensor | None]],
+             save_outputs: bool | slice = True) -> Callable:
     """The autograd of a fused op whose inputs are ``(*tensors, scale)``: first order through ``fused_backward``,
     double backward through ``reference`` (see the module docstring).
 
@@ -45,6 +50,9 @@ def register(op, reference: Callable[..., Sequence[torch.Tensor]],
     differentiable outputs, first ones first; ``fused_backward(grads, tensors, outputs, scale)`` returns one
     gradient per tensor input (``outputs``: those ``save_outputs`` selects, all when True, none when False).
     Gradients of unused outputs are None (not materialised).
+
+    Returns the op as a function to call it through, which torch.func transforms can differentiate (see
+    :mod:`aver_fast.ops._functorch`).
     """
     kept = slice(None) if save_outputs is True else slice(0) if save_outputs is False else save_outputs
 
@@ -52,7 +60,8 @@ def register(op, reference: Callable[..., Sequence[torch.Tensor]],
         *tensors, scale = inputs
         outputs = tuple(output) if isinstance(output, (tuple, list)) else (output,)
         ctx.save_for_backward(*tensors, *outputs[kept])
-        ctx.scale, ctx.n_inputs = scale, len(tensors)
+        ctx.scale, ctx.n_inputs, ctx.n_outputs = scale, len(tensors), len(outputs)
+        ctx.outputs_like = [(o.shape, o.dtype, o.device) for o in outputs]
         ctx.set_materialize_grads(False)
 
     def backward(ctx, *grads):
@@ -66,7 +75,19 @@ def register(op, reference: Callable[..., Sequence[torch.Tensor]],
             return (*reference_grads(forward, tensors, ctx.needs_input_grad[:ctx.n_inputs], grads), None)
         return (*fused_backward(grads, tensors, outputs, ctx.scale), None)
 
+    def jvp(ctx, *tangents):  # forward mode (jvp, jacfwd) under torch.func: the reference's, at the saved inputs
+        tensors = ctx.saved_tensors[:ctx.n_inputs]
+        zeros = [torch.zeros_like(t) if d is None else d for t, d in zip(tensors, tangents, strict=False)]
+        _, out = torch.func.jvp(lambda *t: tuple(reference(*t, ctx.scale)), tuple(tensors), tuple(zeros))
+        if ctx.n_outputs == 1:
+            return out[0]
+        return (*out, *[torch.zeros(shape, dtype=dtype, device=device)  # a fused op's internal extra outputs
+                        for shape, dtype, device in ctx.outputs_like[len(out):]])
+
     torch.library.register_autograd(op, backward, setup_context=setup_context)
+    namespace, name = (op if isinstance(op, str) else op._qualname).split("::")
+    op = getattr(getattr(torch.ops, namespace), name).default
+    return _functorch.differentiable(op, setup_context, backward, jvp)
 
 
 def no_backward(name: str):

@@ -140,6 +140,13 @@ def using_backend(name: str) -> Iterator[None]:
         _USING.reset(token)
 
 
+def check_name(backend: str | None) -> str | None:
+    """``backend`` if it is None or a backend's name, else ValueError naming the choices."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not a backend; expected one of {BACKENDS} or None (automatic)")
+    return backend
+
+
 def requested_backend(backend: str | None) -> str | None:
     """The backend the caller asked for: the keyword, else a :func:`using_backend` block, else
     ``$AVER_FAST_BACKEND``, else ``None`` (automatic)."""

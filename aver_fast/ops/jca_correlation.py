@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _autograd, _ext, _registry
+from . import _autograd, _ext, _functorch, _registry
 from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_same, check_scale, check_tensor, upcast_half
 
 OP = "jca_correlation"
@@ -88,8 +88,7 @@ def _pair(a, w_a, v, w_v, j, scale, backend):
         lx = a.shape[-2]
         lj = j.shape[-2]
         x = torch.stack([a.reshape(-1, lx, a.shape[-1]), v.reshape(-1, lx, v.shape[-1])])
-        out = torch.ops.aver_fast.jca_correlation_triton(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]),
-                                                         s_a)
+        out = _TRITON(x, torch.stack([w_a, w_v]), j.reshape(-1, lj, j.shape[-1]), s_a)
         return out[0].reshape(*lead, lx, lj), out[1].reshape(*lead, lx, lj)
     return b.fn(a, w_a, j, s_a), _registry.select(OP, v.device, v.dtype, backend, (v, w_v, j, s_v)).fn(v, w_v, j, s_v)
 
@@ -103,8 +102,7 @@ def _cpp(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> tor
     lead = x.shape[:-2]
     lx = x.shape[-2]
     lj = j.shape[-2]
-    out, _ = torch.ops.aver_fast.jca_correlation(x.reshape(-1, lx, x.shape[-1]), w,
-                                                 j.reshape(-1, lj, j.shape[-1]), scale)
+    out, _ = _CPP(x.reshape(-1, lx, x.shape[-1]), w, j.reshape(-1, lj, j.shape[-1]), scale)
     return out.reshape(*lead, lx, lj)
 
 
@@ -135,7 +133,10 @@ if _ext.LOADED:
     def _fake_backward(grad, out, xw, x, w, j, scale):
         return x.new_empty(x.shape), w.new_empty(w.shape), j.new_empty(j.shape)
 
-    _autograd.register("aver_fast::jca_correlation", _cpp_reference, _cpp_backward)
+    _CPP = _autograd.register("aver_fast::jca_correlation", _cpp_reference, _cpp_backward)
+    _functorch.register_vmap("aver_fast::jca_correlation", (_functorch.BATCHED, _functorch.CONSTANT,
+                                                            _functorch.BATCHED, None), fold=True)
+    _functorch.register_vmap("aver_fast::jca_correlation_backward", (None,) * 7, per_sample=True)  # dw sums the batch
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -168,17 +169,19 @@ def _triton_reference(x, w, j, scale):
     return (torch.stack([jca_correlation_ref(x[g], w[g], j, scale) for g in range(x.shape[0])]),)
 
 
-_autograd.register(_triton_forward, _triton_reference,  # x @ w is not saved: the backward recomputes it on chip
-                   lambda grads, xwj, saved, scale: torch.ops.aver_fast.jca_correlation_triton_backward(
-                       grads[0], *saved, *xwj, scale))
+_TRITON = _autograd.register(_triton_forward, _triton_reference,  # x @ w is not saved: recomputed on chip
+                             lambda grads, xwj, saved, scale: torch.ops.aver_fast.jca_correlation_triton_backward(
+                                 grads[0], *saved, *xwj, scale))
+# x is (G, N, L, C) and dw sums over N: both run once per sample under vmap
+_functorch.register_vmap("aver_fast::jca_correlation_triton", (None,) * 4, per_sample=True)
+_functorch.register_vmap("aver_fast::jca_correlation_triton_backward", (None,) * 6, per_sample=True)
 
 
 def _triton(x: torch.Tensor, w: torch.Tensor, j: torch.Tensor, scale: float) -> torch.Tensor:
     lead = x.shape[:-2]
     lx = x.shape[-2]
     lj = j.shape[-2]
-    out = torch.ops.aver_fast.jca_correlation_triton(x.reshape(1, -1, lx, x.shape[-1]), w.unsqueeze(0),
-                                                     j.reshape(-1, lj, j.shape[-1]), scale)
+    out = _TRITON(x.reshape(1, -1, lx, x.shape[-1]), w.unsqueeze(0), j.reshape(-1, lj, j.shape[-1]), scale)
     return out.reshape(*lead, lx, lj)
 
 

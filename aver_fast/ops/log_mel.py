@@ -1,7 +1,8 @@
 """dB-scaled log-mel spectrogram.
 
 ``10·log10(max(M |STFT_w(x)|², 1e-10))``, then per item ``max(X, max(X) - top_db)``; w is a periodic Hann window
-of ``win_length`` zero-padded (centred) to ``n_fft``, M the ``(n_mels, n_fft//2+1)`` mel filterbank.
+of ``win_length`` zero-padded (centred) to ``n_fft``, M the ``(n_mels, n_fft//2+1)`` mel filterbank. Generally
+(:class:`aver_fast.MelSpectrogram`): ``M |STFT_w(x)|^power``, in dB ``(20/power)·log10(max(·, 1e-10))`` or not.
 Shapes: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``,
 ``frames = 1 + samples // hop_length`` when ``center`` else ``1 + (samples - n_fft) // hop_length``.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _autograd, _ext, _registry
+from . import _autograd, _ext, _functorch, _registry
 from ._validation import HALF_DTYPES, autocast_inputs, autocast_off, check_tensor, upcast_half
 
 OP = "log_mel"
@@ -84,6 +85,9 @@ class MelParams:
     mel_scale: str
     norm: str | None
     top_db: float | None
+    power: float = 2.0     # the spectrum's exponent: 2 power, 1 magnitude
+    db: bool = True        # (20 / power)·log10(max(mel, 1e-10)), else the mel spectrum itself
+    top_db_dims: int = 2   # the top_db floor is per (n_mels, frames) (2), or per (channel, n_mels, frames) (3)
 
     # The settings the window and filterbank depend on, as one string, made at construction: torch.compile passes a
     # string attribute to the constants cache as a constant, whether the settings were built in the graph or held by
@@ -105,11 +109,14 @@ def num_frames(samples: int, n_fft: int, hop_length: int, center: bool) -> int:
     return 1 + samples // hop_length if center else 1 + (samples - n_fft) // hop_length
 
 
-def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882, hop_length: int = 441,
-                n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None, center: bool = True,
-                pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
-                top_db: float | None = 80.0) -> MelParams:
-    """Validate log-mel settings (errors name the argument) and return them as :class:`MelParams`."""
+def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
+                hop_length: int | None = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+                center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
+                top_db: float | None = 80.0, power: float = 2.0, db: bool = True, top_db_dims: int = 2) -> MelParams:
+    """Validate log-mel settings (errors name the argument) and return them as :class:`MelParams`.
+
+    As torchaudio derives them: ``win_length=None`` -> ``n_fft``, ``hop_length=None`` -> ``win_length // 2``.
+    """
     def positive_int(name: str, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -120,7 +127,7 @@ def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | N
     win_length = n_fft if win_length is None else positive_int("win_length", win_length)
     if win_length > n_fft:
         raise ValueError(f"win_length={win_length} must be <= n_fft={n_fft}")
-    hop_length = positive_int("hop_length", hop_length)
+    hop_length = positive_int("hop_length", win_length // 2 if hop_length is None else hop_length)
     n_mels = positive_int("n_mels", n_mels)
     f_max = sample_rate / 2 if f_max is None else float(f_max)
     f_min = float(f_min)
@@ -137,8 +144,15 @@ def make_params(sample_rate: int = 44100, n_fft: int = 1024, win_length: int | N
         top_db = float(top_db)
         if not top_db >= 0.0:
             raise ValueError(f"top_db must be >= 0 or None, got {top_db}")
+        if not db:
+            raise ValueError(f"top_db={top_db} floors a dB spectrogram; with db=False pass top_db=None")
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0.0 < power < math.inf:
+        raise ValueError(f"power must be a positive number (2: power, 1: magnitude), got {power!r}")
+    if top_db_dims not in (2, 3):
+        raise ValueError(f"top_db_dims must be 2 (per mel spectrogram) or 3 (per item, channels included), "
+                         f"got {top_db_dims!r}")
     return MelParams(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, bool(center), pad_mode,
-                     mel_scale, norm, top_db)
+                     mel_scale, norm, top_db, float(power), bool(db), top_db_dims)
 
 
 def check_waveform(waveform: torch.Tensor, p: MelParams) -> None:
@@ -155,11 +169,25 @@ def check_waveform(waveform: torch.Tensor, p: MelParams) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ reference
-def apply_top_db(db: torch.Tensor, top_db: float | None) -> torch.Tensor:
-    """Per item (over the last two axes): ``max(x, max(x) - top_db)``."""
+def apply_top_db(db: torch.Tensor, top_db: float | None, dims: int = 2) -> torch.Tensor:
+    """Per item, over the last ``dims`` axes (fewer when ``db`` has fewer): ``max(x, max(x) - top_db)``."""
     if top_db is None:
         return db
-    return torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - top_db)
+    axes = tuple(range(-min(dims, db.dim()), 0))
+    return torch.maximum(db, db.amax(dim=axes, keepdim=True) - top_db)
+
+
+def kernel_top_db(p: MelParams, waveform: torch.Tensor) -> float | None:
+    """The floor a fused kernel applies per ``(n_mels, frames)``; None when :func:`finish` applies it instead (over
+    channels too)."""
+    return p.top_db if p.top_db_dims == 2 or waveform.dim() < 2 else None
+
+
+def finish(out: torch.Tensor, p: MelParams, waveform: torch.Tensor) -> torch.Tensor:
+    """A fused kernel's ``(N, n_mels, frames)`` dB output as ``(..., n_mels, frames)``, floored over channels when
+    :func:`kernel_top_db` left that to here."""
+    out = out.reshape(*waveform.shape[:-1], p.n_mels, out.shape[-1])
+    return out if kernel_top_db(p, waveform) is not None else apply_top_db(out, p.top_db, p.top_db_dims)
 
 
 def overflowed_frames(x: torch.Tensor) -> torch.Tensor:
@@ -167,15 +195,22 @@ def overflowed_frames(x: torch.Tensor) -> torch.Tensor:
     of such a frame is NaN, in every backend (a dense product gives 0·inf = NaN in some bands and inf in others,
     a sparse one inf only). ``x``: mel power or dB ``(N, n_mels, frames)``; with ``top_db`` the NaN then spreads
     to the whole item, as for a NaN sample."""
-    if x.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(x).all()):
-        return x  # the common case, checked without a device sync
+    if x.device.type == "cpu" and not _functorch.active() and not torch.compiler.is_compiling() \
+            and bool(torch.isfinite(x).all()):
+        return x  # the common case, checked without a device sync (no data-dependent branch under vmap or compile)
     return x.masked_fill((~torch.isfinite(x)).any(dim=-2, keepdim=True), float("nan"))
 
 
-def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool = False) -> tuple:
-    """The per-setting constants, from the one cache (constants to torch.compile too): the Hann window of
-    ``win_length``, the same zero-padded (centred) to ``n_fft``, the ``(n_freqs, n_mels)`` filterbank and, with
-    ``dft``, the Triton kernel's window-folded DFT basis (``aver_fast.kernels.log_mel.basis``)."""
+def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool = False,
+               given: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
+    """The per-setting constants: the Hann window of ``win_length``, the same zero-padded (centred) to ``n_fft``,
+    the ``(n_freqs, n_mels)`` filterbank and, with ``dft``, the Triton kernel's window-folded DFT basis
+    (``aver_fast.kernels.log_mel.basis``). From ``given`` (window, filterbank; a module's buffers) when they are in
+    ``dtype`` on ``device``, else from the one cache (constants to torch.compile too)."""
+    if given is not None and not dft and all(t.dtype == dtype and t.device == device for t in given):
+        window, fb = given
+        left = (p.n_fft - p.win_length) // 2
+        return window, torch.nn.functional.pad(window, (left, p.n_fft - p.win_length - left)), fb
     # strings, not ints or dtype/device objects: what dynamo hands to assume_constant_result in every case
     return _cached_constants(p.constants_key, str(dtype).removeprefix("torch."), str(device), dft)
 
@@ -198,25 +233,31 @@ def _cached_constants(key: str, dtype_name: str, device_name: str, dft: bool):
     return out
 
 
-def log_mel_ref_params(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
-    """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``."""
+def log_mel_ref_params(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> torch.Tensor:
+    """Reference through ``torch.stft``: waveform ``(..., samples)`` -> ``(..., n_mels, frames)``; ``given``: see
+    :func:`_constants`."""
     (x,) = upcast_half(waveform)
     lead = x.shape[:-1]
     frames = num_frames(x.shape[-1], p.n_fft, p.hop_length, p.center)
     if x.numel() == 0:  # an empty batch: an empty result, as every backend gives
         return waveform.new_empty((*lead, p.n_mels, frames))
     x = x.reshape(-1, x.shape[-1])
-    window, _, fb = _constants(p, x.dtype, x.device)
+    window, _, fb = _constants(p, x.dtype, x.device, given=given)
     spec = torch.stft(x, p.n_fft, p.hop_length, p.win_length, window, center=p.center,
                       pad_mode=p.pad_mode, normalized=False, onesided=True, return_complex=True)
     power = spec.real.square() + spec.imag.square()  # (N, n_freqs, frames)
+    if p.power != 2.0:
+        power = power.sqrt() if p.power == 1.0 else power.pow(p.power / 2)
     mel = overflowed_frames(torch.matmul(fb.t(), power))  # (N, n_mels, frames)
-    db = apply_top_db(10.0 * torch.log10(torch.clamp(mel, min=AMIN)), p.top_db)
-    return db.reshape(*lead, p.n_mels, db.shape[-1]).to(waveform.dtype)
+    mel = mel.reshape(*lead, p.n_mels, mel.shape[-1])
+    if not p.db:
+        return mel.to(waveform.dtype)
+    db = (20.0 / p.power) * torch.log10(torch.clamp(mel, min=AMIN))
+    return apply_top_db(db, p.top_db, p.top_db_dims).to(waveform.dtype)
 
 
 def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
-                hop_length: int = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+                hop_length: int | None = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
                 center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney",
                 norm: str | None = "slaney", top_db: float | None = 80.0) -> torch.Tensor:
     """Reference log-mel (``torch.stft`` + filterbank matmul); same arguments as :func:`log_mel`."""
@@ -227,28 +268,35 @@ def log_mel_ref(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1
 
 
 def log_mel(waveform: torch.Tensor, sample_rate: int = 44100, n_fft: int = 1024, win_length: int | None = 882,
-            hop_length: int = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
+            hop_length: int | None = 441, n_mels: int = 128, f_min: float = 0.0, f_max: float | None = None,
             center: bool = True, pad_mode: str = "reflect", mel_scale: str = "slaney", norm: str | None = "slaney",
-            top_db: float | None = 80.0, backend: str | None = None) -> torch.Tensor:
+            top_db: float | None = 80.0, backend: str | None = None, *, power: float = 2.0, db: bool = True,
+            top_db_dims: int = 2) -> torch.Tensor:
     """dB log-mel spectrogram of ``waveform (..., samples)`` -> ``(..., n_mels, frames)``.
 
     Periodic Hann window of ``win_length`` zero-padded to ``n_fft``; power spectrum; mel filterbank (``mel_scale``
     "slaney" or "htk", ``norm`` "slaney" (area) or None); ``10·log10(max(p, 1e-10))``; then, per item,
-    ``max(x, x.max() - top_db)`` unless ``top_db`` is None. ``f_max`` defaults to ``sample_rate / 2``.
+    ``max(x, x.max() - top_db)`` unless ``top_db`` is None. ``f_max`` defaults to ``sample_rate / 2``;
+    ``win_length=None`` to ``n_fft``, ``hop_length=None`` to ``win_length // 2``.
     Defaults are the paper's (44.1 kHz, window 882, hop 441, 128 mels). Under ``torch.autocast`` it computes and
-    returns float32. ``backend``: see :func:`aver_fast.tlab_attention`.
+    returns float32. ``backend``: see :func:`aver_fast.tlab_attention`. ``power`` (1: magnitude), ``db`` (False:
+    the mel spectrum itself, ``top_db`` None) and ``top_db_dims`` (3: the floor spans the channels ``(..., C,
+    samples)`` of one item too, as torchaudio's) as in :class:`aver_fast.MelSpectrogram`.
     """
     p = make_params(sample_rate, n_fft, win_length, hop_length, n_mels, f_min, f_max, center, pad_mode, mel_scale,
-                    norm, top_db)
+                    norm, top_db, power, db, top_db_dims)
     return log_mel_params(waveform, p, backend)
 
 
-def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None) -> torch.Tensor:
-    """:func:`log_mel` with settings already validated by :func:`make_params`."""
+def log_mel_params(waveform: torch.Tensor, p: MelParams, backend: str | None = None,
+                   given: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """:func:`log_mel` with settings already validated by :func:`make_params`; ``given`` (window, filterbank): a
+    module's buffers, used when they are in the compute dtype (see :func:`_constants`)."""
     (waveform,) = autocast_inputs(waveform, dtype=torch.float32)  # dB over 100+ dB of range: float32 under autocast
     check_waveform(waveform, p)
     with autocast_off(waveform):
-        return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p)).fn(waveform, p)
+        return _registry.select(OP, waveform.device, waveform.dtype, backend, (waveform, p, given)).fn(waveform, p,
+                                                                                                       given)
 
 
 
@@ -258,42 +306,44 @@ def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -
     (padding included) hold a NaN or Inf is NaN in every band (``torch.stft`` multiplies the window's zeros too,
     and 0·Inf is NaN; the kernels skip those zeros), and with ``top_db`` its whole item is (the floor is NaN)."""
     wav = waveform.reshape(-1, waveform.shape[-1])
-    if wav.device.type == "cpu" and not torch.compiler.is_compiling() and bool(torch.isfinite(wav).all()):
-        return out  # the common case, checked without a device sync
+    if wav.device.type == "cpu" and not _functorch.active() and not torch.compiler.is_compiling() \
+            and bool(torch.isfinite(wav).all()):
+        return out  # the common case, checked without a device sync (no data-dependent branch under vmap or compile)
     bad = (~torch.isfinite(wav)).to(out.dtype if out.dtype.is_floating_point else torch.float32)[:, None]
     if p.center:
         bad = torch.nn.functional.pad(bad, (p.n_fft // 2, p.n_fft // 2), mode=p.pad_mode)
     frames = bad[:, 0].unfold(-1, p.n_fft, p.hop_length).amax(-1)[:, : out.shape[-1]] > 0  # (N, frames)
-    if p.top_db is not None:
+    if kernel_top_db(p, waveform) is not None:
         frames = frames.any(-1, keepdim=True).expand_as(frames)
     return out.masked_fill(frames[:, None, :], float("nan"))
 
 
-def _no_grad_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+def _fused_accepts(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> str | None:
     if waveform.requires_grad and torch.is_grad_enabled():
         return "the fused kernels have no backward; a waveform that requires grad goes through the reference"
+    if p.power != 2.0 or not p.db:
+        return f"the fused kernels compute dB of the power spectrum (got power={p.power}, db={p.db})"
     return None
 
 
 # ------------------------------------------------------------------------------------------------ C++ backend
-def _cpp(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+def _cpp(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> torch.Tensor:
     """Launch ``torch.ops.aver_fast.log_mel`` on a ``(N, samples)`` view; float16/bfloat16 are computed in
     float32."""
     if waveform.dtype in HALF_DTYPES:
-        return _cpp(waveform.float(), p).to(waveform.dtype)
-    _, window, fb = _constants(p, waveform.dtype, waveform.device)
+        return _cpp(waveform.float(), p, given).to(waveform.dtype)
+    _, window, fb = _constants(p, waveform.dtype, waveform.device, given=given)
     n = waveform.shape[-1]
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel(waveform.reshape(-1, n), window, fb, p.hop_length, p.center,
-                                      PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
+                                      PAD_MODES.index(p.pad_mode), kernel_top_db(p, waveform), frames)
+    return finish(_nonfinite_frames(waveform, overflowed_frames(out), p), p, waveform)
 
 
-def _cpp_accepts(waveform: torch.Tensor, p: MelParams) -> str | None:
+def _cpp_accepts(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> str | None:
     if p.n_fft & (p.n_fft - 1) or p.n_fft < 2:
         return f"the C++ kernel's FFT needs n_fft to be a power of two (got {p.n_fft})"
-    return _no_grad_accepts(waveform, p)
+    return _fused_accepts(waveform, p)
 
 
 if _ext.LOADED:
@@ -302,6 +352,8 @@ if _ext.LOADED:
         return waveform.new_empty((waveform.shape[0], filterbank.shape[1], frames))
 
     torch.library.register_autograd("aver_fast::log_mel", _autograd.no_backward(OP), setup_context=_autograd.no_setup)
+    _functorch.register_vmap("aver_fast::log_mel", (_functorch.BATCHED, _functorch.CONSTANT, _functorch.CONSTANT)
+                             + (None,) * 5, fold=True)
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -322,16 +374,17 @@ def _(waveform, dft_cos, dft_sin, n_start, n_end, filterbank, hop_length, center
 
 
 _triton_forward.register_autograd(_autograd.no_backward(OP), setup_context=_autograd.no_setup)
+_functorch.register_vmap("aver_fast::log_mel_triton", (_functorch.BATCHED,) + (_functorch.CONSTANT,) * 2 + (None,) * 2
+                         + (_functorch.CONSTANT,) + (None,) * 5, fold=True)
 
 
-def _triton(waveform: torch.Tensor, p: MelParams) -> torch.Tensor:
+def _triton(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> torch.Tensor:
     _, _, fb, (cos, sin, n_start, n_end) = _constants(p, torch.float32, waveform.device, dft=True)
     n = waveform.shape[-1]
     frames = num_frames(n, p.n_fft, p.hop_length, p.center)
     out = torch.ops.aver_fast.log_mel_triton(waveform.reshape(-1, n), cos, sin, n_start, n_end, fb, p.hop_length,
-                                             p.center, PAD_MODES.index(p.pad_mode), p.top_db, frames)
-    out = _nonfinite_frames(waveform, overflowed_frames(out), p)
-    return out.reshape(*waveform.shape[:-1], p.n_mels, frames)
+                                             p.center, PAD_MODES.index(p.pad_mode), kernel_top_db(p, waveform), frames)
+    return finish(_nonfinite_frames(waveform, overflowed_frames(out), p), p, waveform)
 
 
 # ------------------------------------------------------------------------------------------------ backend table
@@ -339,4 +392,4 @@ _registry.register(OP, _registry.Backend("reference", log_mel_ref_params))
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels, _cpp_accepts,
                                          precision=_ext.cpu_half_outside))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
-                                         _no_grad_accepts, auto_devices=("cuda",)))
+                                         _fused_accepts, auto_devices=("cuda",)))

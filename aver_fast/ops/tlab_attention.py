@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _autograd, _ext, _registry
+from . import _autograd, _ext, _functorch, _registry
 from ._validation import (
     FLOAT_DTYPES,
     autocast_inputs,
@@ -84,8 +84,8 @@ def _cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tor
     A_G, A_Lᵀ ``(..., L, L)`` and one intermediate for a backward that recomputes nothing (the reference's autograd
     keeps as much). float16/bfloat16 are computed in float32 inside the kernel."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return torch.ops.aver_fast.tlab_attention_train(q, k, v, scale)[0]
-    return torch.ops.aver_fast.tlab_attention(q, k, v, scale)
+        return _CPP_TRAIN(q, k, v, scale)[0]
+    return _CPP(q, k, v, scale)
 
 
 def _reference(q, k, v, scale):
@@ -133,10 +133,14 @@ if _ext.LOADED:
         _, a_g, p, mid = torch.ops.aver_fast.tlab_attention_train(*qkv, scale)
         return torch.ops.aver_fast.tlab_attention_backward(grads[0], *qkv, a_g, p, mid, scale)
 
-    _autograd.register("aver_fast::tlab_attention", _reference, _backward_recomputing, save_outputs=False)
-    _autograd.register("aver_fast::tlab_attention_train", _reference,  # the saved A_G, A_Lᵀ, mid feed the kernel
-                       lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_backward(
-                           grads[0], *qkv, *saved, scale), save_outputs=slice(1, None))
+    _CPP = _autograd.register("aver_fast::tlab_attention", _reference, _backward_recomputing, save_outputs=False)
+    _CPP_TRAIN = _autograd.register("aver_fast::tlab_attention_train", _reference,  # A_G, A_Lᵀ, mid feed the kernel
+                                    lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_backward(
+                                        grads[0], *qkv, *saved, scale), save_outputs=slice(1, None))
+    _B = _functorch.BATCHED  # every tensor of the C++ ops is (..., L, *): the vmapped dim is one more batch dim
+    _functorch.register_vmap("aver_fast::tlab_attention", (_B, _B, _B, None))
+    _functorch.register_vmap("aver_fast::tlab_attention_train", (_B, _B, _B, None))
+    _functorch.register_vmap("aver_fast::tlab_attention_backward", (_B,) * 7 + (None,))
 
 
 # ------------------------------------------------------------------------------------------------ Triton backend
@@ -172,15 +176,16 @@ def _(grad, q, k, v, out, u, lse_u, lse_o, scale):
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
-_autograd.register(_triton_forward, _reference,  # the saved (O, U, lse_u, lse_o) feed the backward kernel
-                   lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_triton_backward(
-                       grads[0], *qkv, *saved, scale))
+_TRITON = _autograd.register(_triton_forward, _reference,  # the saved (O, U, lse_u, lse_o) feed the backward kernel
+                             lambda grads, qkv, saved, scale: torch.ops.aver_fast.tlab_attention_triton_backward(
+                                 grads[0], *qkv, *saved, scale))
+_functorch.register_vmap("aver_fast::tlab_attention_triton", (_functorch.BATCHED,) * 3 + (None,), fold=True)
+_functorch.register_vmap("aver_fast::tlab_attention_triton_backward", (_functorch.BATCHED,) * 8 + (None,), fold=True)
 
 
 def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     L, D = q.shape[-2:]
-    out = torch.ops.aver_fast.tlab_attention_triton(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D),
-                                                    scale)[0]
+    out = _TRITON(q.reshape(-1, L, D), k.reshape(-1, L, D), v.reshape(-1, L, D), scale)[0]
     return out.reshape(q.shape)
 
 

@@ -104,7 +104,8 @@ def test_filterbank_slaney_has_no_empty_filters_and_htk_warns():
 
 
 def test_module_matches_function():
-    m = aver_fast.MelSpectrogram(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40)
+    m = aver_fast.MelSpectrogram(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40,
+                                 mel_scale="slaney", norm="slaney", top_db=80.0)
     x = torch.randn(2, 4000)
     torch.testing.assert_close(m(x), aver_fast.log_mel(x, sample_rate=16000, n_fft=512, win_length=400,
                                                        hop_length=160, n_mels=40))
