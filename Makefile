@@ -3,6 +3,7 @@
 # make demo: run the main job (aver-fast demo).   make bench: pytest benchmarks.
 # make check-install: build the sdist and the wheel, install each into a fresh venv, check them from outside.
 # make lint: ruff (rules and line length in pyproject.toml).
+# make check-newest-torch: the test suite and the quick GPU gate against the newest torch and triton (CI).
 # make check-gpu: compile every Triton kernel specialization for sm_80/86/87/89/90 (no GPU needed), table into
 # benchmarks/RESULTS.md; make check-gpu-quick: the largest specialization of each kernel (CI).
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export MAX_JOBS ?= 2
 # what the compiled extension is built from: the install is redone only when one of these changes
 EXT_SOURCES := $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh) setup.py pyproject.toml
 
-.PHONY: install test demo bench lint check-install check-gpu check-gpu-quick clean
+.PHONY: install test demo bench lint check-install check-newest-torch check-gpu check-gpu-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,5 +56,8 @@ check-gpu-quick: install
 check-install: install
 	PYTHON=$(PYTHON) TORCH=$(TORCH) bash tools/check_install.sh
 
+check-newest-torch:
+	PYTHON=$(PYTHON) bash tools/check_newest_torch.sh
+
 clean:
-	rm -rf build dist aver_fast/_C*.so aver_fast/_C_build.json *.egg-info $(VENV)/.installed
+	rm -rf build dist aver_fast/_C*.so aver_fast/_C_build.json *.egg-info $(VENV)/.installed .venv-newest

@@ -29,7 +29,7 @@ def _load(root: str, videos: list[str], stride: int, condition: str = "clean", s
     ds = AffWild2Dataset(root, videos=videos, config=PRESET.alignment(window_stride=stride),
                          condition=parse_condition(condition), seed=seed)
     items = [ds[i] for i in range(len(ds))]
-    return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "target", "mask")}
+    return {k: torch.stack([it[k] for it in items]) for k in ("video", "audio", "target", "mask", "steps")}
 
 
 def train_steps(name: str, train: dict, steps: int, batch_size: int, seed: int, log) -> tuple[torch.nn.Module, dict]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .data import AffWild2Dataset, AlignmentConfig, MediaError
-from .data.alignment import plan_window, segment_bounds, subseq_offsets
+from .data.alignment import plan_window, real_steps, segment_bounds, subseq_offsets
 from .data.media import CHUNK, iter_file
 from .data.preprocess import audio_steps, resize_frames
 from .models.precision import cpu_layout, precision_context
@@ -252,11 +252,12 @@ class FramePredictor:
         self._compute([int(e) for e in ends if int(e) not in self._features])
         regions = torch.stack([self._features[int(e)][0] for e in ends])[None]
         audio = torch.stack([self._features[int(e)][1] for e in ends])[None]
-        pred = self.model.forward_features(regions, audio).float()[0]
+        mask = torch.from_numpy(real_steps(ends, self._n, cfg))[None]
+        pred = self.model.forward_features(regions, audio, mask=mask).float()[0]
         now, rows = time.perf_counter(), []
         for s, e in enumerate(ends):
             rows += self._rows_until(min(int(e), self._n - 1), pred[s].tolist(), now)
-        self._last = tuple(pred[-1].tolist())
+        self._last = tuple(pred[mask[0]][-1].tolist())  # the last real step's (the padded ones predict 0)
         return rows
 
     def _rows_until(self, frame: int, va, now: float, arrived: float | None = None) -> list[Row]:
@@ -347,8 +348,8 @@ def predict_frames(model: torch.nn.Module, ds: AffWild2Dataset, batch_size: int 
     with cpu_layout(model), torch.inference_mode(), precision_context(model, precision):
         for k0 in range(0, len(order), batch_size):
             items = [ds[i] for i in order[k0:k0 + batch_size]]
-            pred = model(torch.stack([it["video"] for it in items]),
-                         torch.stack([it["audio"] for it in items])).float()
+            pred = model(torch.stack([it["video"] for it in items]), torch.stack([it["audio"] for it in items]),
+                         mask=torch.stack([it["steps"] for it in items])).float()
             for it, p in zip(items, pred, strict=True):
                 e = entries[it["video_name"]]
                 rec = out.setdefault(e.name, {"frames": torch.full((e.frames, 2), float("nan")),

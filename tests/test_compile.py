@@ -112,3 +112,18 @@ def test_log_mel_compiles_with_dynamic_shapes(backend, monkeypatch):
     for n in (1000, 1601, 2403):
         wav = torch.randn(2, n)
         torch.testing.assert_close(compiled(wav), mel(wav), rtol=1e-5, atol=1e-3)
+
+
+def test_masked_tlab_compiles_fullgraph_and_exports_even_as_the_first_call():
+    """Masks trace (no data-dependent branch), and the registry's first look-up of a backend traces too (was:
+    "Read uninitialized cell" when a compiled call came before any eager one)."""
+    from aver_fast.ops import _registry
+
+    torch.manual_seed(0)
+    m = TLAB(16, 2, use_lstm=False).eval()
+    x, mask = torch.randn(2, 8, 16), torch.arange(8)[None] < torch.tensor([[8], [5]])
+    _registry._AUTO.clear()
+    torch._dynamo.reset()
+    got = torch.compile(m, fullgraph=True)(x, mask)
+    torch.testing.assert_close(got, m(x, mask))
+    torch.testing.assert_close(torch.export.export(m, (x, mask)).module()(x, mask), m(x, mask))

@@ -6,7 +6,7 @@ building an sdist compiles nothing and must not download torch (nor ninja) (seve
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F401,F403  (every other hook is setuptools')
 
-EXTENSION_BUILD = ["torch>=2.6", "ninja"]
+EXTENSION_BUILD = ["torch>=2.14", "ninja"]
 
 
 def get_requires_for_build_wheel(config_settings=None):

@@ -96,6 +96,12 @@ def plan_window(start: int, n_frames: int, cfg: AlignmentConfig) -> tuple[np.nda
     return frames, ends, ends < n_frames
 
 
+def real_steps(ends: np.ndarray, n_frames: int, cfg: AlignmentConfig) -> np.ndarray:
+    """The steps of a window that cover at least one frame of the video, ``(steps,)`` bool (the model's padding
+    mask); a step cut by the end counts (its frames are clamped to the last one), the steps after it are padding."""
+    return ends - (cfg.subseq - 1) < n_frames
+
+
 def segment_bounds(end_frame: int, fps: float, cfg: AlignmentConfig) -> tuple[int, int]:
     """Sample range ``[a, b)`` of the audio that covers the sub-sequence ending at ``end_frame`` (by timestamp)."""
     b = int(round((end_frame + 1) / fps * cfg.sample_rate))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .alignment import AlignmentConfig, plan_window, segment_bounds, window_starts
+from .alignment import AlignmentConfig, plan_window, real_steps, segment_bounds, window_starts
 from .annotations import INVALID, read_va
 from .corruptions import Babble, Clip, Condition
 from .errors import MediaError
@@ -157,8 +157,10 @@ class AffWild2Dataset(Dataset):
     """Windows of Aff-Wild2-format videos as model-ready tensors.
 
     Item ``i`` is a dict: ``video (L, 3, T, S, S)`` float (Kinetics-normalised), ``audio (L, 1, n_mels, frames)``
-    normalised dB log-mel, ``target (L, 2)`` [valence, arousal] of each step's last frame, ``mask (L,)`` (False
-    for padded steps past the end of the video and for invalid (-5) labels), ``video_name`` and ``start``.
+    normalised dB log-mel, ``target (L, 2)`` [valence, arousal] of each step's last frame, ``mask (L,)`` (the
+    steps the loss and the metric count: False for steps whose label frame is past the end of the video and for
+    invalid (-5) labels), ``steps (L,)`` (the model's padding mask: False for the steps wholly past the end, see
+    :func:`~aver_fast.data.alignment.real_steps`), ``video_name`` and ``start``.
     ``condition`` (a :class:`~aver_fast.data.corruptions.Condition`) corrupts the raw frames and audio first,
     seeded by ``(seed, i)``, so the same index always gives the same sample. Decoders are opened lazily in each
     worker process (safe with ``num_workers > 0``); each worker caches the audio of a few recent videos.
@@ -260,7 +262,8 @@ class AffWild2Dataset(Dataset):
         clips = self._resized(v, unique, frames, track)[torch.from_numpy(inverse.reshape(frame_idx.shape))]
         return {"video": clips.permute(0, 2, 1, 3, 4).contiguous(),  # (L, 3, T, S, S)
                 "audio": audio_steps(segments, self.config), "target": torch.from_numpy(labels.astype(np.float32)),
-                "mask": torch.from_numpy(mask), "video_name": e.name, "start": start}
+                "mask": torch.from_numpy(mask), "steps": torch.from_numpy(real_steps(ends, e.frames, cfg)),
+                "video_name": e.name, "start": start}
 
     def _babble_sources(self, v: int, rng: np.random.Generator) -> list[int]:
         """Other videos whose speech is mixed in by a babble condition (this video's own if it is alone)."""

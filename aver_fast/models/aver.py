@@ -69,8 +69,13 @@ class AVER(AVModel):
                 if name not in BACKBONES:
                     xavier_init(child)
 
-    def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor,
+                         mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: v_feat ``(B, L, R, C_v)`` or ``(B, L, C_v)``, a_feat ``(B, L, C_a)``, mask ``(B, L)`` bool ->
+        ``(B, L, 2)`` (padded steps 0) or ``(B, 2)``. With a mask (and ``config.mask_padding``) the TLABs, JCA and
+        BiLSTM leave the padded steps out and ``pool="mean"`` averages the real ones."""
         self._check_features(v_feat, a_feat)
+        mask = self.step_mask(mask, a_feat)
         c = self.config
         if c.l2_normalize:
             if v_feat.dim() == 4 and c.normalize_whole_map:
@@ -78,11 +83,9 @@ class AVER(AVModel):
             else:
                 v_feat = nn.functional.normalize(v_feat, dim=-1)
             a_feat = nn.functional.normalize(a_feat, dim=-1)
-        a = self.tlab_audio(a_feat)
+        a = self.tlab_audio(a_feat, mask)
         if v_feat.dim() == 4:
             v_feat = self.avga(v_feat, a if c.avga_after_audio_tlab else a_feat)
-        v = self.tlab_video(v_feat)
-        h = self.blstm(self.jca(a, v))  # (B, L, 2 * blstm_hidden)
-        if self.config.pool == "mean":
-            h = h.mean(dim=1)
-        return self.head(h)
+        v = self.tlab_video(v_feat, mask)
+        h = self.blstm(self.jca(a, v, mask), mask)  # (B, L, 2 * blstm_hidden)
+        return self.per_step(self.head(self.pool(h, mask)), mask)

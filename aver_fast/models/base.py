@@ -6,6 +6,7 @@ import copy
 import torch
 from torch import nn
 
+from ..nn._mask import check_mask, zero_padded
 from ..nn.audio_resnet import AudioResNet18
 from ..nn.r2plus1d import R2Plus1D18
 from ..ops._validation import check_tensor
@@ -83,11 +84,35 @@ class AVModel(nn.Module):
             a = self.audio_backbone(spectrograms)
         return regions, a
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(*self.backbone_features(video, audio))
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: video ``(B, L, 3, T, H, W)``, audio ``(B, L, 1, n_mels, frames)``, mask ``(B, L)`` bool (True:
+        a real step of the video; None: all real) -> ``(B, L, 2)``, or ``(B, 2)`` with ``pool="mean"``."""
+        return self.forward_features(*self.backbone_features(video, audio), mask=mask)
 
-    def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor,
+                         mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def step_mask(self, mask: torch.Tensor | None, feat: torch.Tensor) -> torch.Tensor | None:
+        """The padding mask the fusion uses: ``mask (B, L)`` checked against ``feat (B, L, ...)``, or None without
+        one or with ``config.mask_padding`` off (the public code's behaviour: padded steps take part)."""
+        if mask is None:
+            return None
+        check_mask(mask, feat, "the features")
+        return mask if self.config.mask_padding else None
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``(B, L, C)`` per step (padded rows 0), or its mean over the real steps with ``pool="mean"`` ``(B, C)``
+        (Eq. 14)."""
+        if self.config.pool != "mean":
+            return h if mask is None else zero_padded(h, mask)
+        if mask is None:
+            return h.mean(dim=1)
+        return zero_padded(h, mask).sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
+
+    def per_step(self, out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The head's per-step output with padded steps' predictions 0 (a pooled output as it is)."""
+        return out if mask is None or self.config.pool == "mean" else zero_padded(out, mask)
 
     def _check_features(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> None:
         c = self.config
@@ -133,6 +158,7 @@ class RegressionHead(nn.Module):
             self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Shape: ``(..., in_dim)`` -> ``(..., 2)``."""
         if self.separate:
             return torch.cat([self.valence(h), self.arousal(h)], dim=-1)
         return self.fc2(self.dropout(torch.relu(self.fc1(h))))
@@ -155,5 +181,7 @@ class OnFeatures(nn.Module):
         nn.Module.train(self.model, mode)  # not AVModel.train, which would set the (absent) backbones' mode
         return self
 
-    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(v_feat, a_feat)
+    def forward(self, v_feat: torch.Tensor, a_feat: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: as ``model.forward_features``: ``(B, L, R, C_v)``, ``(B, L, C_a)``, mask ``(B, L)`` ->
+        ``(B, L, 2)``."""
+        return self.model.forward_features(v_feat, a_feat, mask=mask)

@@ -47,6 +47,7 @@ class AVERConfig:
     blstm_layers: int = 2
     head_hidden: int = 128
     pool: str = "none"
+    mask_padding: bool = True  # forward(..., mask): padded steps left out (the public code has no masks: False)
     # The public code's choices (``public_code()``); the defaults are the paper's. See README "Faithfulness notes".
     tcn_weight_norm: bool = True
     lstm_learned_init: bool = False  # learned initial LSTM state (TLAB LSTMs and the joint BiLSTM)
@@ -124,7 +125,8 @@ class AVERConfig:
         """The authors' public code (asmoon002/AVER, ``TLAB_CAM``): its forward pass in eval mode, its 26,971,763
         trainable fusion parameters, its initialisation and dropouts, 64 mel bands. Load its weights with
         :func:`aver_fast.models.load_public_state_dict`."""
-        base = dict(n_mels=PUBLIC_CODE.n_mels, tcn_dilation=2, attention="cross", tcn_weight_norm=False,
+        base = dict(n_mels=PUBLIC_CODE.n_mels, mask_padding=False, tcn_dilation=2, attention="cross",
+                    tcn_weight_norm=False,
                     lstm_learned_init=True, lstm_normalize=True, blstm_project=True, avga_audio_by_region=True,
                     avga_after_audio_tlab=True, region_layout="channel_major", normalize_whole_map=True,
                     jca_attention="features", separate_heads=True, init="xavier", lstm_dropout=0.4, tcn_dropout=0.2,

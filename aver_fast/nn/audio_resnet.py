@@ -55,6 +55,7 @@ class AudioResNet18(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: spectrograms ``(N, in_channels, n_mels, frames)`` -> pooled features ``(N, C)``."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"spectrograms must be (N, {self.in_channels}, n_mels, frames), "
                              f"got shape {tuple(x.shape)}")

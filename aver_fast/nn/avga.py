@@ -30,6 +30,7 @@ class AVGA(nn.Module):
         self.out = nn.Linear(video_dim, video_dim)
 
     def forward(self, regions: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Shape: regions ``(..., R, video_dim)``, audio ``(..., audio_dim)`` -> pooled ``(..., video_dim)``."""
         if regions.dim() < 2 or regions.shape[-1] != self.video_dim:
             raise ValueError(f"regions must be (..., R, {self.video_dim}), got shape {tuple(regions.shape)}")
         if audio.shape[-1] != self.audio_dim or audio.shape[:-1] != regions.shape[:-2]:

@@ -9,6 +9,7 @@ from torch import nn
 from ..ops._registry import check_name
 from ..ops.jca_correlation import jca_correlation_pair
 from ._checks import check_sequence, unbatched
+from ._mask import check_mask, zero_padded
 
 
 class JCALayer(nn.Module):
@@ -32,13 +33,18 @@ class JCALayer(nn.Module):
         self.w_ha, self.w_hv = nn.Linear(hidden, dim_a), nn.Linear(hidden, dim_v)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shape: a ``(B, L, C_a)``, v ``(B, L, C_v)`` -> the same two shapes."""
+    def forward(self, a: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: a ``(B, L, C_a)``, v ``(B, L, C_v)``, mask ``(B, L)`` -> the same two shapes; with a mask the
+        correlations with padded steps (columns of ``C_m``) are 0 and padded rows of the outputs are 0."""
         j = torch.cat([a, v], dim=-1)
         c_a, c_v = jca_correlation_pair(a, self.w_ja, v, self.w_jv, j, backend=self.backend)  # (B, L, L) each
+        if mask is not None:
+            c_a, c_v = (torch.where(mask[:, None, :], c, 0.0) for c in (c_a, c_v))
         h_a = torch.relu(self.w_a(a) + self.w_ca(c_a))
         h_v = torch.relu(self.w_v(v) + self.w_cv(c_v))
-        return self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v
+        out = self.w_ha(self.dropout(h_a)) + a, self.w_hv(self.dropout(h_v)) + v
+        return out if mask is None else (zero_padded(out[0], mask), zero_padded(out[1], mask))
 
 
 class FeatureCoAttentionLayer(nn.Module):
@@ -64,9 +70,13 @@ class FeatureCoAttentionLayer(nn.Module):
         h = torch.relu(torch.tanh(torch.matmul(w_m(m), s)))  # (B, L, D)
         return m + self.dropout(torch.relu(w_o(h)))
 
-    def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, a: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shape: a ``(B, L, C_a)``, v ``(B, L, C_v)``, mask ``(B, L)`` -> the same two shapes (padded rows 0; the
+        inputs' padded rows must be 0, as :class:`JCA` makes them)."""
         q = self.w_q(torch.cat([v, a], dim=-1))
-        return self._attend(a, q, self.w_ka, self.w_a, self.w_oa), self._attend(v, q, self.w_kv, self.w_v, self.w_ov)
+        out = self._attend(a, q, self.w_ka, self.w_a, self.w_oa), self._attend(v, q, self.w_kv, self.w_v, self.w_ov)
+        return out if mask is None else (zero_padded(out[0], mask), zero_padded(out[1], mask))
 
 
 JCA_ATTENTIONS = ("time", "features")
@@ -99,15 +109,24 @@ class JCA(nn.Module):
                                     else FeatureCoAttentionLayer(dim_a, dim_v, seq_len, dropout)
                                     for _ in range(num_layers))
 
-    def forward(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Shape: a ``(B, L, dim_a)``, v ``(B, L, dim_v)`` -> ``(B, L, dim_v + dim_a)``; unbatched ``(L, dim_a)``,
-        ``(L, dim_v)`` -> ``(L, dim_v + dim_a)``; ``L = seq_len``."""
+        ``(L, dim_v)`` -> ``(L, dim_v + dim_a)``; ``L = seq_len``.
+
+        ``mask (B, L)`` (or ``(L,)``) bool, True for real steps: the real steps' outputs do not depend on what the
+        padded steps hold (``W_Ca``, ``W_Cv`` are built for ``seq_len`` steps, so they are not those of a shorter
+        sequence); padded rows are 0.
+        """
         if unbatched(a) and unbatched(v):
-            return self.forward(a.unsqueeze(0), v.unsqueeze(0)).squeeze(0)
+            return self.forward(a.unsqueeze(0), v.unsqueeze(0),
+                                None if mask is None else mask.unsqueeze(0)).squeeze(0)
         check_sequence("a", a, self.dim_a, self.seq_len)
         check_sequence("v", v, self.dim_v, self.seq_len)
         if a.shape[0] != v.shape[0]:
             raise ValueError(f"a has batch {a.shape[0]} but v has batch {v.shape[0]}")
+        if mask is not None:
+            check_mask(mask, a, "a")
+            a, v = zero_padded(a, mask), zero_padded(v, mask)
         for layer in self.layers:
-            a, v = layer(a, v)
+            a, v = layer(a, v, mask)
         return torch.cat([v, a], dim=-1)

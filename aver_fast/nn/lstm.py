@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..cpu import autocast_without_native
+from ._mask import check_mask, compact, gather_steps, restore, zero_padded
 
 
 class BiLSTM(nn.Module):
@@ -14,8 +15,10 @@ class BiLSTM(nn.Module):
     ``h = BiLSTM(x)`` (``hidden`` per direction, ``num_layers`` layers, ``dropout`` between layers); with
     ``out_size``: ``h = W [x; dropout_p(h)] + b`` (``project_dropout``); ``learned_init``: the initial hidden and
     cell states are parameters ``(2 · 2 · num_layers, hidden)`` (h rows first, shared over the batch) instead of
-    zeros; ``normalize``: ``h / max(‖h‖₂, 1e-12)`` per step. Under CPU autocast on a CPU without native arithmetic
-    for the autocast dtype (:func:`aver_fast.cpu.autocast_without_native`) it runs in float32.
+    zeros; ``normalize``: ``h / max(‖h‖₂, 1e-12)`` per step. ``mask (B, L)`` bool (True: a real step): each item
+    runs packed over its real steps only (``pack_padded_sequence``), padded rows are 0. Under CPU autocast on a CPU
+    without native arithmetic for the autocast dtype (:func:`aver_fast.cpu.autocast_without_native`) it runs in
+    float32.
 
     The state dict keeps ``nn.LSTM``'s names under ``rnn.`` (``proj.``, ``init_state``); checkpoints of 0.1, which
     stored them without the ``rnn.`` prefix, still load.
@@ -41,19 +44,34 @@ class BiLSTM(nn.Module):
         self.out_size = out_size if out_size is not None else 2 * hidden
         self._register_load_state_dict_pre_hook(_rename_unprefixed_rnn_keys)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: x ``(B, L, input_size)``, mask ``(B, L)`` -> ``(B, L, out_size)``."""
+        if mask is not None:
+            check_mask(mask, x)
         if autocast_without_native(x.device):  # oneDNN has no bf16 LSTM on such CPUs: float32, output included
             with torch.autocast("cpu", enabled=False):
-                return self._forward(x.float())
-        return self._forward(x)
+                return self._masked(x.float(), mask)
+        return self._masked(x, mask)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _masked(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is None:
+            return self._forward(x)
+        order, prefix = compact(mask)
+        lengths = prefix.sum(1).clamp(min=1).cpu()  # an item with no real step runs one (zeroed) step, then is 0
+        return restore(self._forward(zero_padded(gather_steps(x, order), prefix), lengths), order, mask)
+
+    def _forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         state = None
         if self.init_state is not None:
             rows = 2 * self.num_layers  # directions x layers
             init = self.init_state.to(x.dtype).unsqueeze(1).repeat(1, x.shape[0], 1)  # a copy, never a view
             state = (init[:rows], init[rows:])
-        h = self.rnn(x, state)[0]
+        if lengths is None:
+            h = self.rnn(x, state)[0]
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            h = nn.utils.rnn.pad_packed_sequence(self.rnn(packed, state)[0], batch_first=True,
+                                                 total_length=x.shape[1])[0]
         if self.proj is not None:
             h = self.proj(self.project_dropout(torch.cat([x, h], dim=-1)))
         return nn.functional.normalize(h, dim=-1) if self.normalize else h

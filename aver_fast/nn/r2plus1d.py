@@ -87,13 +87,15 @@ class R2Plus1D18(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: clips ``(N, 3, T, H, W)`` -> the last stage's map ``(N, C, T', H', W')``."""
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"video clips must be (N, 3, T, H, W), got shape {tuple(x.shape)}")
         x = self.stem(x)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(N, C)``, or logits ``(N, num_classes)`` when a classifier is present."""
+        """Shape: clips ``(N, 3, T, H, W)`` -> pooled features ``(N, C)``, or logits ``(N, num_classes)`` when a
+        classifier is present."""
         h = self.avgpool(self.forward_map(x)).flatten(1)
         return self.fc(h) if self.fc is not None else h
 

@@ -71,5 +71,14 @@ class TCN(nn.Module):
                                                     weight_norm)
                                       for i in range(len(channels))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x.transpose(1, 2)).transpose(1, 2)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: x ``(B, L, in_channels)`` -> ``(B, L, channels[-1])``; ``mask (B, L)`` bool (True: a real step):
+        padded steps are zeroed before and after every block, so with trailing padding the real steps' outputs
+        equal those of the unpadded sequence (the convolutions are causal)."""
+        if mask is None:
+            return self.blocks(x.transpose(1, 2)).transpose(1, 2)
+        real = mask[:, None, :]
+        h = x.transpose(1, 2)
+        for block in self.blocks:
+            h = block(torch.where(real, h, 0.0))
+        return torch.where(real, h, 0.0).transpose(1, 2)

@@ -9,6 +9,7 @@ from torch import nn
 from ..ops._registry import check_name
 from ..ops.tlab_attention import tlab_attention
 from ._checks import check_sequence, unbatched
+from ._mask import check_mask, compact, gather_steps, restore, zero_padded
 from .lstm import BiLSTM
 from .tcn import TCN
 
@@ -83,13 +84,25 @@ class TLAB(nn.Module):
         b, steps, _ = x.shape
         return x.view(b, steps, self.num_heads, -1).transpose(1, 2)  # (B, H, L, dim/H)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Shape: x ``(B, L, dim)``, or unbatched ``(L, dim)`` -> the same shape."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Shape: x ``(B, L, dim)``, or unbatched ``(L, dim)`` -> the same shape.
+
+        ``mask (B, L)`` (or ``(L,)``) bool, True for real steps: the real steps' outputs equal TLAB on the sequence
+        without the padded ones (TCN over the real steps, LSTM packed, both softmaxes masked); padded rows are 0
+        and get no gradient.
+        """
         if unbatched(x):
-            return self.forward(x.unsqueeze(0)).squeeze(0)
+            return self.forward(x.unsqueeze(0), None if mask is None else mask.unsqueeze(0)).squeeze(0)
         check_sequence("x", x, self.dim)
-        t = self.tcn(x) if self.tcn is not None else None
-        h = self.lstm(x) if self.lstm is not None else None
+        if mask is None:
+            return self._forward(x, None)
+        order, prefix = compact(check_mask(mask, x))
+        return restore(self._forward(zero_padded(gather_steps(x, order), prefix), prefix), order, mask)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x (B, L, dim)`` whose real steps come first (``mask`` a prefix mask, or None)."""
+        t = self.tcn(x, mask) if self.tcn is not None else None
+        h = self.lstm(x, mask) if self.lstm is not None else None
         if self.use_attention:
             q_src = h if h is not None else x
             kv_src = t if t is not None else x
@@ -97,10 +110,11 @@ class TLAB(nn.Module):
             k = self._heads(self.w_k(kv_src))
             v = self._heads(self.w_v(kv_src))
             if self.attention == "global_local":
-                o = tlab_attention(q, k, v, backend=self.backend)
+                o = tlab_attention(q, k, v, backend=self.backend, mask=None if mask is None else mask[:, None, :])
             else:
                 p = self.attention_dropout if self.training and self.attention_dropout else 0.0
-                o = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p)
+                keys = None if mask is None else (mask | ~mask.any(1, keepdim=True))[:, None, None, :]
+                o = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)
             o = self.w_o(o.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.dim))
             y = q_src + self.dropout(o)
         else:

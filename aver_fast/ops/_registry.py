@@ -111,8 +111,8 @@ def _automatic(op: str, device: torch.device, dtype: torch.dtype) -> list[Backen
     found = _AUTO.get(key)
     if found is None:
         entry = _OPS[op]
-        found = _AUTO[key] = [b for name in BACKENDS if (b := entry.backends.get(name)) is not None
-                              and (b.auto_devices is None or device.type in b.auto_devices)
+        candidates = [entry.backends[name] for name in BACKENDS if name in entry.backends]
+        found = _AUTO[key] = [b for b in candidates if (b.auto_devices is None or device.type in b.auto_devices)
                               and _why_not(b, device, dtype) is None]
     return found
 

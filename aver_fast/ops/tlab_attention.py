@@ -1,7 +1,8 @@
 """TLAB global-local attention product (paper Eq. 4-6).
 
 ``O = A_G (A_L V)`` with ``A_G = softmax(Q Kᵀ s)`` and ``A_L = softmax(K Qᵀ s)``, softmax over the last axis,
-``s = scale or D**-0.5``. Shapes: q, k, v ``(..., L, D)`` -> ``(..., L, D)``.
+``s = scale or D**-0.5``. Shapes: q, k, v ``(..., L, D)`` -> ``(..., L, D)``; ``mask`` ``(..., L)`` bool (True: a
+real step): both softmaxes run over the real steps only, padded rows of O are 0, and padded inputs get no gradient.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from . import _autograd, _ext, _functorch, _registry
 from ._validation import (
     FLOAT_DTYPES,
+    HALF_DTYPES,
     autocast_inputs,
     autocast_off,
     check_same,
@@ -21,18 +23,30 @@ from ._validation import (
 OP = "tlab_attention"
 
 
-def tlab_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+def tlab_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
     """Reference: ``softmax(q kᵀ s) @ (softmax(k qᵀ s) @ v)``; q, k, v ``(..., L, D)`` -> ``(..., L, D)``.
 
     Equals two chained attentions: ``U = attn(query=k, key=q, value=v)``, ``O = attn(query=q, key=k, value=U)``.
-    float16/bfloat16 inputs are computed in float32.
+    ``mask`` ``(..., L)`` bool, True for real steps: padded steps are left out of both softmaxes (their inputs are
+    never read), padded output rows are 0. float16/bfloat16 inputs are computed in float32.
     """
     s = q.shape[-1] ** -0.5 if scale is None else scale
     qc, kc, vc = upcast_half(q, k, v)
+    if mask is not None:
+        real = mask[..., None]
+        qc, kc, vc = (torch.where(real, t, 0.0) for t in (qc, kc, vc))  # a padded NaN cannot reach a real step
     scores = torch.matmul(qc, kc.transpose(-1, -2)) * s  # (..., L, L)
+    scores_t = scores.transpose(-1, -2)
+    if mask is not None:
+        keep = (mask | ~mask.any(-1, keepdim=True))[..., None, :]  # no real step at all: every output row is 0
+        scores, scores_t = scores.masked_fill(~keep, float("-inf")), scores_t.masked_fill(~keep, float("-inf"))
     a_g = torch.softmax(scores, dim=-1)
-    a_l = torch.softmax(scores.transpose(-1, -2), dim=-1)
-    return torch.matmul(a_g, torch.matmul(a_l, vc)).to(q.dtype)
+    a_l = torch.softmax(scores_t, dim=-1)
+    out = torch.matmul(a_g, torch.matmul(a_l, vc))
+    if mask is not None:
+        out = torch.where(mask[..., None], out, 0.0)
+    return out.to(q.dtype)
 
 
 def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> float:
@@ -55,7 +69,7 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
 
 
 def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
-                   backend: str | None = None) -> torch.Tensor:
+                   backend: str | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Global-local attention ``softmax(q kᵀ s) @ (softmax(k qᵀ s) @ v)`` (paper Eq. 4-6).
 
     Args:
@@ -63,6 +77,9 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
         scale: ``s``; defaults to ``D**-0.5``.
         backend: force ``"reference"``, ``"cpp"`` or ``"triton"`` (else ``$AVER_FAST_BACKEND``, else
             the fastest available one; see :func:`aver_fast.backends`).
+        mask: bool ``(..., L)`` broadcastable to ``q.shape[:-1]`` (e.g. ``(B, 1, L)`` for ``(B, H, L, D)``), True
+            for real steps. The real rows equal the op on the sequence without the padded steps; padded rows are
+            0 and padded inputs get no gradient.
 
     Under ``torch.autocast`` the inputs are cast to the autocast dtype first.
 
@@ -73,7 +90,64 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     q, k, v = autocast_inputs(q, k, v)
     s = check_inputs(q, k, v, scale)
     with autocast_off(q):
-        return _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s)).fn(q, k, v, s)
+        b = _registry.select(OP, q.device, q.dtype, backend, (q, k, v, s))
+        if mask is None:
+            return b.fn(q, k, v, s)
+        mask = check_mask(mask, q)
+        if b.name != "reference":
+            why = b.accepts(*(_masked_like(q),) * 3, s)  # the fused kernel runs on (..., L, D + 2) in float32
+            if why is None:
+                return masked_by_bias(b.fn, q, k, v, s, mask)
+            if _registry.requested_backend(backend) is not None:
+                raise RuntimeError(f"aver_fast.tlab_attention: backend {b.name!r} was requested but cannot run this "
+                                   f"masked call: {why} (a mask adds 2 to D, and half inputs run in float32)")
+        return tlab_attention_ref(q, k, v, s, mask)
+
+
+def _masked_like(q: torch.Tensor) -> torch.Tensor:
+    """What :func:`masked_by_bias` hands the fused kernel, as an empty meta tensor (for ``accepts``)."""
+    dtype = torch.float32 if q.dtype in HALF_DTYPES else q.dtype
+    return torch.empty((*q.shape[:-1], q.shape[-1] + 2), dtype=dtype, device="meta")
+
+
+def check_mask(mask: object, q: torch.Tensor) -> torch.Tensor:
+    """``mask`` as a bool ``q.shape[:-1]`` tensor, or a one-line error naming what is wrong."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a bool torch.Tensor of shape (..., L), got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = a real step), got dtype {mask.dtype}")
+    if mask.device != q.device:
+        raise ValueError(f"mask is on {mask.device} but q is on {q.device}; they must match")
+    try:
+        return mask.expand(q.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, which does not broadcast to q's (..., L) = "
+                         f"{tuple(q.shape[:-1])}; for q (B, H, L, D) pass mask (B, 1, L)") from None
+
+
+MASK_MARGIN = 1e4  # the masked scores sit this far (times s) below any real one: exp underflows to exactly 0
+
+
+def masked_by_bias(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """A fused backend's ``fn(q, k, v, scale)`` with padded steps masked, through two score columns.
+
+    ``q' = [q, 1, -b·pad]``, ``k' = [k, -b·pad, 1]``, ``v' = [v, 0, 0]``: ``q'_i·k'_j = q_i·k_j - b(pad_i +
+    pad_j)``, exactly ``q_i·k_j`` between real steps, and ``b = 2 max|q_i·k_j| + MASK_MARGIN / s`` puts every score
+    of a padded step where ``exp`` gives exactly 0 in both softmaxes. Padded inputs are zeroed
+    first (a NaN there stays there) and padded output rows are 0. Half inputs are computed in float32 (the fused
+    kernels do so anyway), where ``b`` is representable.
+    """
+    out_dtype, dtype = q.dtype, torch.float32 if q.dtype in HALF_DTYPES else q.dtype
+    real = mask[..., None]
+    q, k, v = (torch.where(real, t.to(dtype), 0.0) for t in (q, k, v))
+    with torch.no_grad():  # b moves no score that a gradient could see: it is a constant
+        bound = q.norm(dim=-1).amax() * k.norm(dim=-1).amax()  # >= |q_i·k_j| (Cauchy-Schwarz)
+        b = (2 * bound + MASK_MARGIN / scale).clamp(max=torch.finfo(dtype).max / 8)
+    pad = (~real).to(dtype) * -b
+    one, zero = torch.ones_like(pad), torch.zeros_like(pad)
+    out = fn(torch.cat([q, one, pad], -1), torch.cat([k, pad, one], -1), torch.cat([v, zero, zero], -1), scale)
+    return torch.where(real, out[..., :-2], 0.0).to(out_dtype)
 
 
 

@@ -51,6 +51,8 @@ class TrainConfig:
     use_tcn: bool = True
     use_lstm: bool = True
     use_attention: bool = True
+    mask_padding: str = "preset"  # the model leaves padded steps out: "preset" (paper, tiny: on; public_code: off),
+    # "on" or "off"
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
@@ -80,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.faces not in FACE_MODES:
             raise ValueError(f"faces must be one of {FACE_MODES}, got {self.faces!r}")
+        if self.mask_padding not in MASK_PADDING:
+            raise ValueError(f"mask_padding must be one of {tuple(MASK_PADDING)}, got {self.mask_padding!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         for name, low in _AT_LEAST.items():
@@ -112,6 +116,8 @@ class TrainConfig:
     def model_config(self, freeze_backbones: bool = False) -> AVERConfig:
         """The preset with the ablation flags; backbones frozen when training on cached features (or asked)."""
         extra = {"freeze_backbones": True} if self.features or freeze_backbones else {}
+        if MASK_PADDING[self.mask_padding] is not None:
+            extra["mask_padding"] = MASK_PADDING[self.mask_padding]
         return PRESETS[self.preset].model_config(use_tcn=self.use_tcn, use_lstm=self.use_lstm,
                                                  use_attention=self.use_attention, **extra)
 
@@ -124,6 +130,8 @@ class TrainConfig:
         cfg = PRESETS[self.preset].alignment()
         return dataclasses.replace(cfg, window_stride=stride or cfg.window)
 
+
+MASK_PADDING = {"preset": None, "on": True, "off": False}  # TrainConfig.mask_padding -> AVERConfig.mask_padding
 
 # lower bounds of the numeric settings (lr_decay: > 0, checked apart)
 _AT_LEAST = {"lr": 0, "epochs": 1, "batch_size": 1, "train_stride": 1, "lr_decay_every": 1, "lr_decay_start": 0,

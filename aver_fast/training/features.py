@@ -1,5 +1,5 @@
 """``aver-fast extract-features``: run the frozen backbones once and cache each video's window features on disk
-(``<video>.{video,audio,target,mask}.npy``, memory-mapped by ``train --features``). The public code reruns the
+(``<video>.{video,audio,target,mask,steps}.npy``, memory-mapped by ``train --features``). The public code reruns the
 frozen backbones every epoch; with the cache an epoch only runs the fusion."""
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
                 regions, a = model.backbone_features(video, audio)
             parts = {"video": regions.cpu().numpy(), "audio": a.cpu().numpy(),
                      "target": torch.stack([b["target"] for b in batch]).numpy(),
-                     "mask": torch.stack([b["mask"] for b in batch]).numpy()}
+                     "mask": torch.stack([b["mask"] for b in batch]).numpy(),
+                     "steps": torch.stack([b["steps"] for b in batch]).numpy()}
             for key, value in parts.items():
                 if key not in arrays:
                     path = os.path.join(out, f"{name}.{key}.npy.tmp")
@@ -60,7 +61,7 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
     return index
 
 
-KINDS = ("video", "audio", "target", "mask")  # the arrays cached per video: <video>.<kind>.npy
+KINDS = ("video", "audio", "target", "mask", "steps")  # the arrays cached per video: <video>.<kind>.npy
 
 
 class FeatureDataset(Dataset):
@@ -90,6 +91,8 @@ class FeatureDataset(Dataset):
                 path = os.path.join(root, f"{v}.{kind}.npy")
                 if arr.shape[0] != counts[v]:
                     raise ValueError(f"{path} holds {arr.shape[0]} windows but {index_path} says {counts[v]}")
+                if kind == "steps" and arr.dtype != np.bool_:
+                    raise ValueError(f"{path} holds {arr.dtype}, not the bool padding mask of the steps")
                 if shapes.setdefault(kind, arr.shape[1:]) != arr.shape[1:]:
                     raise ValueError(f"{path} has windows of shape {arr.shape[1:]}, other videos {shapes[kind]}")
         self.index = [(v, w) for v in videos for w in range(counts[v])]
@@ -99,6 +102,9 @@ class FeatureDataset(Dataset):
             maps = {}
             for kind in KINDS:
                 path = os.path.join(self.root, f"{video}.{kind}.npy")
+                if kind == "steps" and not os.path.exists(path) and os.path.exists(path.replace(".steps.", ".mask.")):
+                    raise ValueError(f"{path} not found: the cache was written by an older aver_fast, without the "
+                                     "steps' padding mask; rerun aver-fast extract-features into a new folder")
                 try:
                     maps[kind] = np.load(path, mmap_mode="r", allow_pickle=False)
                 except (OSError, ValueError) as e:

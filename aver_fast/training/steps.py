@@ -26,8 +26,9 @@ def optimizer(params: list[torch.Tensor], cfg: TrainConfig
 
 def forward(net: torch.nn.Module, batch: dict, device: torch.device) -> torch.Tensor:
     """``net`` on what the batch holds: ``video``/``audio`` windows, or cached features for an
-    :class:`~aver_fast.models.OnFeatures` net. ``(B, L, 2)``."""
-    return net(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True))
+    :class:`~aver_fast.models.OnFeatures` net, with the padding mask ``steps``. ``(B, L, 2)``."""
+    return net(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True),
+               mask=batch["steps"].to(device, non_blocking=True))
 
 
 def nonfinite(loss: torch.Tensor, params: list[torch.Tensor]) -> str | None:

@@ -34,6 +34,11 @@ def test_items_have_model_shapes_labels_and_masks(synth_root):
     np.testing.assert_array_equal(item["mask"].numpy(), valid)
     np.testing.assert_allclose(item["target"][inside].numpy(), labels[ends[inside]])
     assert torch.isfinite(item["video"]).all() and torch.isfinite(item["audio"]).all()
+    # the model's padding mask: the steps that hold frames of the video (the one cut by the end included)
+    starts = item["start"] + np.arange(8) * 16
+    np.testing.assert_array_equal(item["steps"].numpy(), starts < 180)
+    assert item["steps"].sum() == 4 and not (item["mask"] & ~item["steps"]).any()
+    assert ds[0]["steps"].all()
 
 
 def test_paper_config_shapes(synth_root):

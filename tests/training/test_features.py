@@ -9,9 +9,10 @@ from aver_fast.training.features import KINDS, FeatureDataset
 
 
 def cache(root, windows=3, video="v"):
-    shapes = {"video": (4, 5, 6), "audio": (4, 6), "target": (4, 2), "mask": (4,)}
+    shapes = {"video": (4, 5, 6), "audio": (4, 6), "target": (4, 2), "mask": (4,), "steps": (4,)}
     for kind in KINDS:
-        np.save(root / f"{video}.{kind}.npy", np.zeros((windows, *shapes[kind]), np.float32))
+        np.save(root / f"{video}.{kind}.npy", np.zeros((windows, *shapes[kind]), bool if kind == "steps"
+                                                       else np.float32))
     (root / "index.json").write_text(json.dumps({"videos": {video: windows}, "fusion": "aver"}))
 
 
@@ -50,3 +51,14 @@ def test_a_missing_or_mismatched_array_is_named(tmp_path):
         FeatureDataset(str(tmp_path), ["v", "w"])
     with pytest.raises(ValueError, match="index.json not found"):
         FeatureDataset(str(tmp_path / "nowhere"), ["v"])
+
+
+def test_a_cache_without_the_padding_mask_says_to_rebuild(tmp_path):
+    """Caches written before the steps' padding mask existed are refused by name, never read as unmasked."""
+    cache(tmp_path)
+    (tmp_path / "v.steps.npy").unlink()
+    with pytest.raises(ValueError, match="written by an older aver_fast, without the steps' padding mask"):
+        FeatureDataset(str(tmp_path), ["v"])
+    np.save(tmp_path / "v.steps.npy", np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"v.steps.npy holds float32, not the bool padding mask"):
+        FeatureDataset(str(tmp_path), ["v"])
