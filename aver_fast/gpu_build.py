@@ -125,15 +125,25 @@ def _largest(plans: list) -> list:
     return out
 
 
-def _ptxas_spills(ptx: str, workdir: str) -> tuple[int, int]:
-    """(registers, spill store bytes) of the kernel, from ``ptxas -v`` of its PTX (the tool ships with Triton)."""
+def _ptxas(cc: int) -> str:
+    """The ptxas Triton itself uses for compute capability ``cc`` (Triton 3.9 takes its newer one from sm_90 up,
+    3.8 from sm_100; both ship with Triton)."""
     from triton import knobs
 
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+    except ImportError:  # an older layout: the one tool
+        return knobs.nvidia.ptxas.path
+    return get_ptxas(cc).path
+
+
+def _ptxas_spills(ptx: str, workdir: str, cc: int) -> tuple[int, int]:
+    """(registers, spill store bytes) of the kernel, from ``ptxas -v`` of its PTX."""
     arch = re.search(r"^\.target\s+(\S+)", ptx, re.M).group(1)
     path = os.path.join(workdir, "kernel.ptx")
     with open(path, "w") as f:
         f.write(ptx)
-    res = subprocess.run([knobs.nvidia.ptxas.path, "-v", f"--gpu-name={arch}", path, "-o", path + ".cubin"],
+    res = subprocess.run([_ptxas(cc), "-v", f"--gpu-name={arch}", path, "-o", path + ".cubin"],
                          capture_output=True, text=True, check=True)
     regs = re.search(r"Used (\d+) registers", res.stderr)
     spills = re.search(r"(\d+) bytes spill stores", res.stderr)
@@ -177,7 +187,7 @@ def _compile(job: _Job) -> Result:
                                       options={"num_warps": job.num_warps, "num_stages": job.num_stages})
             result.seconds = time.perf_counter() - start
             result.shared = compiled.metadata.shared
-            result.registers, result.spills = _ptxas_spills(compiled.asm["ptx"], work)
+            result.registers, result.spills = _ptxas_spills(compiled.asm["ptx"], work, job.arch)
         except Exception as e:  # a kernel that does not compile for this target fails the gate, named
             result.seconds = time.perf_counter() - start
             last = (str(e).strip().splitlines() or [repr(e)])[-1]

@@ -111,3 +111,14 @@ def test_functional_call_ensemble_and_per_sample_grads_of_a_module():
 
 def buffers_0(buffers):
     return {k: v[0] for k, v in buffers.items()}
+
+
+def test_log_mel_grad_under_torch_func_goes_through_the_reference():
+    """The fused log_mel kernels have no backward: under grad they step aside, as outside transforms."""
+    require_cpp()
+    x = torch.randn(2, 2000, dtype=torch.float64)
+    kwargs = dict(sample_rate=16000, n_fft=256, win_length=200, hop_length=100, n_mels=20)
+    got = grad(lambda w: log_mel(w, **kwargs).sum())(x)
+    leaf = x.clone().requires_grad_()
+    want = torch.autograd.grad(log_mel(leaf, **kwargs).sum(), leaf)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
