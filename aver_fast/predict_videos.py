@@ -186,24 +186,28 @@ def _forget_record(csv_path: str) -> None:
 
 
 def predict_many(videos: list[str], checkpoint: str, out: str, settings: Settings = Settings(),
-                 force: bool = False) -> list[dict]:
+                 force: bool = False, rank: int = 0, world: int = 1) -> list[dict]:
     """Every video in turn under one progress bar (frames). A video whose CSV is complete and was made by the same
     video content, checkpoint and settings is skipped (its earlier summary row kept) unless ``force``; any other
     is (re)done, and the summary says why. A video that fails, whatever the error, is recorded and the others go
-    on. Writes ``out/summary.csv`` after each video."""
+    on. Writes ``out/summary.csv`` after each video.
+
+    Under ``torchrun`` (``world`` processes, this one ``rank``; :func:`aver_fast.training.distributed.init`) each
+    process takes every ``world``-th video from ``rank`` on, so each video is done once; the reports are gathered
+    and rank 0 writes the summary at the end. Returns every video's report, in order, on every rank."""
     from tqdm import tqdm
 
     from .data import VideoSource
     from .inference import load_model
 
-    loaded = load_model(checkpoint)
     names = [_name(v) for v in videos]
     clash = {n for n in names if names.count(n) > 1}
     if clash:
         raise ValueError(f"several videos share a name ({sorted(clash)}): their outputs would overwrite each other")
+    loaded = load_model(checkpoint)
     results: dict[str, dict] = {}
     todo: list[tuple[str, str, dict]] = []
-    for v in videos:
+    for v in videos[rank::world]:
         try:
             made_by = _provenance(v, checkpoint, settings)
         except (OSError, ValueError) as e:
@@ -220,7 +224,8 @@ def predict_many(videos: list[str], checkpoint: str, out: str, settings: Setting
             total += len(VideoSource(v))
         except MediaError:
             pass  # reported when the video itself is read
-    with tqdm(total=total, unit="frame", desc="predict", disable=None) as bar:
+    with tqdm(total=total, unit="frame", desc="predict" if world == 1 else f"predict (rank {rank}/{world})",
+              disable=None if rank == 0 else True) as bar:
         for v, why, made_by in todo:
             try:
                 r = predict_video(v, checkpoint, out, None, settings, loaded, bar.update, made_by)
@@ -228,9 +233,17 @@ def predict_many(videos: list[str], checkpoint: str, out: str, settings: Setting
             except Exception as e:  # noqa: BLE001 -- one video's failure, whatever it is, never stops the batch
                 results[v] = {"video": v, "status": f"failed: {type(e).__name__}: {e}"
                               if not isinstance(e, (MediaError, OSError)) else f"failed: {e}"}
-            _write_summary([results[u] for u in videos if u in results], out)
+            if world == 1:
+                _write_summary([results[u] for u in videos if u in results], out)
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list = [None] * world
+        dist.all_gather_object(parts, results)
+        results = {v: r for part in parts for v, r in part.items()}
     ordered = [results[v] for v in videos]
-    _write_summary(ordered, out)
+    if rank == 0:
+        _write_summary(ordered, out)
     return ordered
 
 

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
+    from ..training import distributed
     from ..training.features import extract_features
 
     cfg = TrainConfig(preset=args.preset, fusion=args.fusion, video_weights=args.video_weights or "",
@@ -34,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
         weights = load_checkpoint(args.backbones)[0]
     elif cfg.video_weights or cfg.audio_weights:
         weights = build_model(cfg).state_dict()
-    extract_features(args.data, args.out, cfg.model_config(freeze_backbones=True), cfg.alignment(args.stride),
-                     args.fusion, weights, faces=args.faces)
+    rank, world = distributed.init("gloo")  # under torchrun: the videos are shared among the processes
+    try:
+        extract_features(args.data, args.out, cfg.model_config(freeze_backbones=True), cfg.alignment(args.stride),
+                         args.fusion, weights, faces=args.faces, rank=rank, world=world,
+                         log=print if rank == 0 else (lambda *_: None))
+    finally:
+        distributed.shutdown()
     return 0

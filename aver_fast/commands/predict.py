@@ -47,6 +47,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..training import distributed
+
+    rank, world = distributed.init("gloo")  # under torchrun: the videos are shared among the processes (CPU models)
+    try:
+        return _run(args, rank, world)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args: argparse.Namespace, rank: int, world: int) -> int:
+    if world > 1 and (args.stream or args.labels):
+        raise ValueError("--stream and --labels run in one process: start predict without torchrun")
     if args.stream:
         print(json.dumps(predict_stream(args.video, args.checkpoint, args.out, settings_from_args(args),
                                         args.realtime)))
@@ -54,14 +66,16 @@ def run(args: argparse.Namespace) -> int:
     if args.realtime:
         raise ValueError("--realtime paces a --stream source; add --stream")
     videos = find_videos(args.video)
-    if len(videos) == 1 and os.path.samefile(videos[0], args.video):  # one video named: always (re)done
+    if len(videos) == 1 and os.path.samefile(videos[0], args.video) and world == 1:  # one video named: (re)done
         print(json.dumps(predict_video(videos[0], args.checkpoint, args.out, args.labels, settings_from_args(args))))
         return 0
     if args.labels:
         raise ValueError("--labels names the ground truth of one video; give one video with it")
-    results = predict_many(videos, args.checkpoint, args.out, settings_from_args(args), args.force)
+    results = predict_many(videos, args.checkpoint, args.out, settings_from_args(args), args.force, rank, world)
     failed = [r for r in results if r["status"].startswith("failed")]
-    print(json.dumps({"summary": os.path.join(args.out, SUMMARY), "videos": len(results),
-                      "done": sum(r["status"] == "done" for r in results),
-                      "skipped": sum(r["status"].startswith("skipped") for r in results), "failed": len(failed)}))
+    if rank == 0:
+        print(json.dumps({"summary": os.path.join(args.out, SUMMARY), "videos": len(results),
+                          "done": sum(r["status"] == "done" for r in results),
+                          "skipped": sum(r["status"].startswith("skipped") for r in results),
+                          "failed": len(failed)}))
     return 1 if failed else 0

@@ -18,6 +18,11 @@ def check_sequence(name: str, x: torch.Tensor, dim: int, seq_len: int | None = N
     return x
 
 
+def batch_of_one(mask: object) -> object:
+    """An unbatched call's ``(L,)`` mask as ``(1, L)`` (anything else as it is, for the mask check to name)."""
+    return mask.unsqueeze(0) if isinstance(mask, torch.Tensor) else mask
+
+
 def unbatched(x: object) -> bool:
     """``x`` is one ``(L, C)`` sequence without a batch dim (as ``nn.MultiheadAttention`` accepts)."""
     return isinstance(x, torch.Tensor) and x.dim() == 2

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..ops._registry import check_name
 from ..ops.jca_correlation import jca_correlation_pair
-from ._checks import check_sequence, unbatched
+from ._checks import batch_of_one, check_sequence, unbatched
 from ._mask import check_mask, zero_padded
 
 
@@ -118,8 +118,7 @@ class JCA(nn.Module):
         sequence); padded rows are 0.
         """
         if unbatched(a) and unbatched(v):
-            return self.forward(a.unsqueeze(0), v.unsqueeze(0),
-                                None if mask is None else mask.unsqueeze(0)).squeeze(0)
+            return self.forward(a.unsqueeze(0), v.unsqueeze(0), batch_of_one(mask)).squeeze(0)
         check_sequence("a", a, self.dim_a, self.seq_len)
         check_sequence("v", v, self.dim_v, self.seq_len)
         if a.shape[0] != v.shape[0]:

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..ops._registry import check_name
 from ..ops.tlab_attention import tlab_attention
-from ._checks import check_sequence, unbatched
+from ._checks import batch_of_one, check_sequence, unbatched
 from ._mask import check_mask, compact, gather_steps, restore, zero_padded
 from .lstm import BiLSTM
 from .tcn import TCN
@@ -92,7 +92,7 @@ class TLAB(nn.Module):
         and get no gradient.
         """
         if unbatched(x):
-            return self.forward(x.unsqueeze(0), None if mask is None else mask.unsqueeze(0)).squeeze(0)
+            return self.forward(x.unsqueeze(0), batch_of_one(mask)).squeeze(0)
         check_sequence("x", x, self.dim)
         if mask is None:
             return self._forward(x, None)

@@ -60,8 +60,7 @@ def register(op, reference: Callable[..., Sequence[torch.Tensor]],
         *tensors, scale = inputs
         outputs = tuple(output) if isinstance(output, (tuple, list)) else (output,)
         ctx.save_for_backward(*tensors, *outputs[kept])
-        ctx.scale, ctx.n_inputs, ctx.n_outputs = scale, len(tensors), len(outputs)
-        ctx.outputs_like = [(o.shape, o.dtype, o.device) for o in outputs]
+        ctx.scale, ctx.n_inputs = scale, len(tensors)
         ctx.set_materialize_grads(False)
 
     def backward(ctx, *grads):
@@ -79,7 +78,7 @@ def register(op, reference: Callable[..., Sequence[torch.Tensor]],
         tensors = ctx.saved_tensors[:ctx.n_inputs]
         zeros = [torch.zeros_like(t) if d is None else d for t, d in zip(tensors, tangents, strict=False)]
         _, out = torch.func.jvp(lambda *t: tuple(reference(*t, ctx.scale)), tuple(tensors), tuple(zeros))
-        if ctx.n_outputs == 1:
+        if len(ctx.outputs_like) == 1:
             return out[0]
         return (*out, *[torch.zeros(shape, dtype=dtype, device=device)  # a fused op's internal extra outputs
                         for shape, dtype, device in ctx.outputs_like[len(out):]])

@@ -1,4 +1,4 @@
-"""``torch.func`` (grad, jacrev, jvp-free transforms, vmap) through the fused ops.
+"""``torch.func`` (grad, vjp, jacrev, jvp, jacfwd, vmap) through the fused ops.
 
 PyTorch 2.14's ``torch.library.register_autograd`` wraps a backward in an ``autograd.Function`` without
 ``setup_context``, which torch.func transforms refuse (pytorch/pytorch#170834). So each fused op with a backward is
@@ -28,9 +28,12 @@ def differentiable(op: Callable, setup_context: Callable, backward: Callable, jv
     ``autograd.Function`` with ``setup_context``/``backward`` (those given to ``register_autograd``), forward-mode
     ``jvp``, and a vmap rule that calls ``op`` under vmap (so ``op``'s batching rule applies)."""
     name = str(getattr(op, "_name", None) or getattr(op, "__name__", "op")).replace("::", "_").replace(".", "_")
+
     def setup(ctx, inputs, output) -> None:
         setup_context(ctx, inputs, output)
         ctx.save_for_forward(*[t for t in inputs if isinstance(t, torch.Tensor)])  # jvp's ctx.saved_tensors
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        ctx.outputs_like = [(o.shape, o.dtype, o.device) for o in outputs]  # jvp's tangents of internal outputs
 
     fn = type(f"{name}_function", (torch.autograd.Function,), {
         "generate_vmap_rule": True,

@@ -134,9 +134,9 @@ def masked_by_bias(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
 
     ``q' = [q, 1, -b·pad]``, ``k' = [k, -b·pad, 1]``, ``v' = [v, 0, 0]``: ``q'_i·k'_j = q_i·k_j - b(pad_i +
     pad_j)``, exactly ``q_i·k_j`` between real steps, and ``b = 2 max|q_i·k_j| + MASK_MARGIN / s`` puts every score
-    of a padded step where ``exp`` gives exactly 0 in both softmaxes. Padded inputs are zeroed
-    first (a NaN there stays there) and padded output rows are 0. Half inputs are computed in float32 (the fused
-    kernels do so anyway), where ``b`` is representable.
+    of a padded step where ``exp`` gives exactly 0 in both softmaxes. Padded inputs are zeroed first (a NaN there
+    stays there) and padded output rows are 0. Half inputs are computed in float32 (the fused kernels do so
+    anyway), where ``b`` is representable. Shapes: q, k, v ``(..., L, D)``, mask ``(..., L)`` -> ``(..., L, D)``.
     """
     out_dtype, dtype = q.dtype, torch.float32 if q.dtype in HALF_DTYPES else q.dtype
     real = mask[..., None]

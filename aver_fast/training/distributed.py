@@ -8,12 +8,12 @@ import torch
 import torch.distributed as dist
 
 
-def init() -> tuple[int, int]:
-    """``(rank, world)``: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is started (NCCL on GPUs, else
-    gloo); otherwise ``(0, 1)``."""
+def init(backend: str | None = None) -> tuple[int, int]:
+    """``(rank, world)``: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is started (``backend``, else
+    NCCL on GPUs and gloo otherwise); otherwise ``(0, 1)``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 

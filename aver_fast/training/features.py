@@ -1,8 +1,16 @@
 """``aver-fast extract-features``: run the frozen backbones once and cache each video's window features on disk
 (``<video>.{video,audio,target,mask,steps}.npy``, memory-mapped by ``train --features``). The public code reruns the
-frozen backbones every epoch; with the cache an epoch only runs the fusion."""
+frozen backbones every epoch; with the cache an epoch only runs the fusion.
+
+Each video's arrays are written under temporary names, renamed, and then ``<video>.features.json`` records the
+window count and the settings' fingerprint (backbone weights, model and alignment settings): a rerun skips the
+videos so recorded and redoes the rest. Under ``torchrun`` the videos are shared among the processes and rank 0
+writes ``index.json``.
+"""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 
@@ -13,25 +21,63 @@ from torch.utils.data import Dataset
 from ..data import AffWild2Dataset, AlignmentConfig
 from ..models import MODELS, AVERConfig
 
+RECORD = ".features.json"  # <video>.features.json: written last, it makes the video's arrays count as complete
+
+
+def fingerprint(model: torch.nn.Module, config: AVERConfig, alignment: AlignmentConfig, fusion: str) -> str:
+    """SHA-256 of what the cached features depend on: the backbones' weights, the model and alignment settings."""
+    h = hashlib.sha256(json.dumps([fusion, dataclasses.asdict(config), dataclasses.asdict(alignment)],
+                                  sort_keys=True, default=str).encode())
+    for key, t in sorted(model.state_dict().items()):
+        if key.startswith(("video_backbone.", "audio_backbone.")):
+            h.update(key.encode())
+            h.update(t.detach().to("cpu", torch.float64).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _complete(out: str, video: str, windows: int, digest: str) -> bool:
+    """The video's arrays are all there with ``windows`` windows, and its record names the same settings."""
+    try:
+        with open(os.path.join(out, video + RECORD)) as f:
+            record = json.load(f)
+        if record != {"windows": windows, "fingerprint": digest}:
+            return False
+        return all(np.load(os.path.join(out, f"{video}.{kind}.npy"), mmap_mode="r").shape[0] == windows
+                   for kind in KINDS)
+    except (OSError, ValueError, RecursionError):
+        return False
+
 
 def extract_features(data: str, out: str, config: AVERConfig, alignment: AlignmentConfig, fusion: str = "aver",
                      weights: dict | None = None, batch_size: int = 4, device: str = "cpu", log=print,
-                     faces: str = "none") -> dict:
+                     faces: str = "none", rank: int = 0, world: int = 1, seed: int = 0) -> dict:
     """Write the backbone region maps ``(windows, L, R, Cv)`` and audio features ``(windows, L, Ca)`` of every
-    window, with targets and masks; returns ``{video: windows}`` (also in ``out/index.json``)."""
+    window, with targets and masks; returns ``{video: windows}`` (also in ``out/index.json``). Videos already
+    complete with the same settings are kept; under ``torchrun`` (``world`` processes, this one ``rank``) each
+    process takes every ``world``-th video, and the returned index covers them all. Without ``weights`` the
+    backbones are initialised from ``seed``, so every run and every rank computes the same features."""
     if not config.freeze_backbones:
         raise ValueError("feature caching needs frozen backbones (AVERConfig.freeze_backbones=True): trainable "
                          "backbones change every step")
-    model = MODELS[fusion](config).to(device).eval()
+    with torch.random.fork_rng():  # the same random backbones in every process (torch seeds each one differently)
+        torch.manual_seed(seed)
+        model = MODELS[fusion](config).to(device).eval()
     if weights is not None:
         model.load_state_dict(weights)
+    digest = fingerprint(model, config, alignment, fusion)
     os.makedirs(out, exist_ok=True)
     ds = AffWild2Dataset(data, config=alignment, faces=faces)
     index: dict[str, int] = {}
     by_video: dict[str, list[int]] = {}
     for i, (v, _) in enumerate(ds.index):
         by_video.setdefault(ds.entries[v].name, []).append(i)
-    for name, items in by_video.items():
+    for name in sorted(by_video)[rank::world]:
+        items = by_video[name]
+        if _complete(out, name, len(items), digest):
+            index[name] = len(items)
+            log(f"{name}: {len(items)} windows (already cached)")
+            continue
+        _forget(out, name)
         arrays: dict[str, np.ndarray] = {}
         for k0 in range(0, len(items), batch_size):
             batch = [ds[i] for i in items[k0:k0 + batch_size]]
@@ -53,12 +99,30 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
             arr.flush()
             del arr
             os.replace(os.path.join(out, f"{name}.{key}.npy.tmp"), os.path.join(out, f"{name}.{key}.npy"))
+        with open(os.path.join(out, name + RECORD + ".tmp"), "w") as f:
+            json.dump({"windows": len(items), "fingerprint": digest}, f)
+        os.replace(os.path.join(out, name + RECORD + ".tmp"), os.path.join(out, name + RECORD))
         index[name] = len(items)
         log(f"{name}: {len(items)} windows")
-    with open(os.path.join(out, "index.json.tmp"), "w") as f:
-        json.dump({"videos": index, "fusion": fusion}, f)
-    os.replace(os.path.join(out, "index.json.tmp"), os.path.join(out, "index.json"))
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list = [None] * world
+        dist.all_gather_object(parts, index)
+        index = {name: n for part in parts for name, n in part.items()}
+    index = {name: index[name] for name in sorted(index)}
+    if rank == 0:
+        with open(os.path.join(out, "index.json.tmp"), "w") as f:
+            json.dump({"videos": index, "fusion": fusion, "fingerprint": digest}, f)
+        os.replace(os.path.join(out, "index.json.tmp"), os.path.join(out, "index.json"))
     return index
+
+
+def _forget(out: str, video: str) -> None:
+    """Remove the record of a video about to be redone, so a run killed while it writes leaves it incomplete."""
+    path = os.path.join(out, video + RECORD)
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.remove(path)
 
 
 KINDS = ("video", "audio", "target", "mask", "steps")  # the arrays cached per video: <video>.<kind>.npy

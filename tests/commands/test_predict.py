@@ -301,3 +301,33 @@ def test_a_users_own_csv_or_json_of_the_same_name_is_never_overwritten(setup, tm
     assert "b.predict.json: exists and is not a predict record" in statuses["b.mp4"]
     assert (videos / "a.csv").read_text() == "time,my,own,annotations\n0,1,2,3\n"
     assert (videos / "b.predict.json").read_text() == '{"camera": "mine"}'
+
+
+def test_torchrun_shares_the_videos_among_processes(setup, tmp_path):
+    """Two gloo ranks: each video done once (the CSVs equal a single process's), one summary in the videos' order
+    written by rank 0, and a rerun skips them all."""
+    import subprocess
+    import sys
+
+    root, ckpt = setup
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    videos = str(root / "data" / "videos")
+    opts = ["--checkpoint", ckpt, *causal(8), "--faces", "none"]
+
+    def run(out, world):
+        cmd = [sys.executable, "-m", "aver_fast", "predict", videos, "--out", str(out), *opts]
+        if world > 1:
+            cmd[1:3] = ["-m", "torch.distributed.run", "--nproc_per_node", str(world),
+                        "--master_port", str(29600 + os.getpid() % 1000), "-m", "aver_fast"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=repo,
+                             env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=repo))
+        assert res.returncode == 0, res.stderr[-3000:]
+        return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert run(tmp_path / "one", 1)[-1]["done"] == 3
+    reports = run(tmp_path / "two", 2)
+    assert len(reports) == 1 and reports[0]["done"] == 3  # rank 0 alone reports
+    rows = list(csv.DictReader(open(tmp_path / "two" / "summary.csv")))
+    assert [r["video"] for r in rows] == sorted(os.path.join(videos, f) for f in os.listdir(videos))
+    for name in ("synth_000", "synth_001", "synth_002"):
+        assert (tmp_path / "two" / f"{name}.csv").read_text() == (tmp_path / "one" / f"{name}.csv").read_text()
+    assert run(tmp_path / "two", 2)[0]["skipped"] == 3

@@ -107,3 +107,14 @@ def test_public_code_preset_ignores_masks_and_the_switch_turns_them_on():
     assert AVERConfig.public_code().mask_padding is False and AVERConfig.paper().mask_padding is True
     with pytest.raises(ValueError, match=r"mask has shape \(2, 5\) but the features \(B, L\) is"):
         AVER(AVERConfig.tiny()).forward_features(v.float(), a.float(), mask[:, :5])
+
+
+@pytest.mark.parametrize("x_shape, mask, error, match", [
+    ((5, 8), [True] * 5, TypeError, "mask must be a bool torch.Tensor"),
+    ((5, 8), torch.ones(5), TypeError, "mask must be a bool tensor"),
+    ((5, 8), torch.ones(4, dtype=torch.bool), ValueError, r"mask has shape \(1, 4\) but x \(B, L\) is \(1, 5\)"),
+    ((2, 5, 8), torch.ones(5, 2, dtype=torch.bool), ValueError, r"mask has shape \(5, 2\) but x \(B, L\) is"),
+])
+def test_bad_masks_are_one_line_errors(x_shape, mask, error, match):
+    with pytest.raises(error, match=match):
+        TLAB(8)(torch.randn(x_shape), mask)

@@ -62,3 +62,61 @@ def test_a_cache_without_the_padding_mask_says_to_rebuild(tmp_path):
     np.save(tmp_path / "v.steps.npy", np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match=r"v.steps.npy holds float32, not the bool padding mask"):
         FeatureDataset(str(tmp_path), ["v"])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from aver_fast.data import make_synthetic
+
+    root = tmp_path_factory.mktemp("feat_data")
+    make_synthetic(str(root), videos=3, seed=1, seconds=4.0, size=32)
+    return str(root)
+
+
+def _extract(data, out, weights=None, **kwargs):
+    from aver_fast.data import AlignmentConfig
+    from aver_fast.models import AVERConfig
+    from aver_fast.training.features import extract_features
+
+    return extract_features(data, str(out), AVERConfig.tiny(freeze_backbones=True), AlignmentConfig.tiny(),
+                            weights=weights, log=lambda *_: None, **kwargs)
+
+
+def test_a_rerun_keeps_complete_videos_and_redoes_the_rest(tiny_data, tmp_path):
+    """A video counts as cached only with its record (written last) naming the same settings: an interrupted
+    video, or features of other backbone weights, are redone; complete ones are kept untouched."""
+    from aver_fast.models import AVER, AVERConfig
+
+    index = _extract(tiny_data, tmp_path)
+    assert len(index) == 3 and json.loads((tmp_path / "index.json").read_text())["videos"] == index
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npy")}
+    (tmp_path / "synth_001.features.json").unlink()  # as if killed while synth_001 was written
+    assert _extract(tiny_data, tmp_path) == index
+    for p in tmp_path.glob("*.npy"):
+        assert (p.stat().st_mtime_ns == stamps[p.name]) == (not p.name.startswith("synth_001")), p.name
+    torch_state = AVER(AVERConfig.tiny(freeze_backbones=True)).state_dict()
+    other = {k: v + 1 if k.startswith("video_backbone.") and v.is_floating_point() else v
+             for k, v in torch_state.items()}
+    before = np.load(tmp_path / "synth_000.video.npy")
+    _extract(tiny_data, tmp_path, weights=other)  # other weights: every video redone
+    assert not np.array_equal(np.load(tmp_path / "synth_000.video.npy"), before)
+
+
+def test_torchrun_shares_the_videos(tiny_data, tmp_path):
+    """Two gloo ranks write each video once; the cache equals a single process's."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["extract-features", "--data", tiny_data, "--preset", "tiny"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=repo)
+    for out, launcher in ((one, []), (two, ["-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                            "--master_port", str(29700 + os.getpid() % 1000)])):
+        res = subprocess.run([sys.executable, *launcher, "-m", "aver_fast", *args, "--out", str(out)],
+                             capture_output=True, text=True, timeout=600, cwd=repo, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((two / "index.json").read_text()) == json.loads((one / "index.json").read_text())
+    for p in one.glob("*.npy"):
+        np.testing.assert_array_equal(np.load(two / p.name), np.load(p))
