@@ -107,9 +107,9 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
     if world > 1:
         import torch.distributed as dist
 
-        parts: list = [None] * world
-        dist.all_gather_object(parts, index)
-        index = {name: n for part in parts for name, n in part.items()}
+        gathered: list = [None] * world  # a failed rank ends the job under torchrun, so none waits here forever
+        dist.all_gather_object(gathered, index)
+        index = {name: n for part in gathered for name, n in part.items()}
     index = {name: index[name] for name in sorted(index)}
     if rank == 0:
         with open(os.path.join(out, "index.json.tmp"), "w") as f:
