@@ -199,6 +199,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, settings: Setting
 
     from .data import VideoSource
     from .inference import load_model
+    from .training import distributed
 
     names = [_name(v) for v in videos]
     clash = {n for n in names if names.count(n) > 1}
@@ -235,12 +236,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, settings: Setting
                               if not isinstance(e, (MediaError, OSError)) else f"failed: {e}"}
             if world == 1:
                 _write_summary([results[u] for u in videos if u in results], out)
-    if world > 1:
-        import torch.distributed as dist
-
-        parts: list = [None] * world
-        dist.all_gather_object(parts, results)
-        results = {v: r for part in parts for v, r in part.items()}
+    results = distributed.merged(results, world)
     ordered = [results[v] for v in videos]
     if rank == 0:
         _write_summary(ordered, out)

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from ..ops._validation import check_bool_mask
+
 
 def check_mask(mask: object, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """``mask`` is a bool ``(B, L)`` tensor for ``x (B, L, C)`` on its device; returns it."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a bool torch.Tensor (B, L), got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = a real step), got dtype {mask.dtype}")
+    check_bool_mask(mask, x.device, "(B, L)", name)
     if mask.shape != x.shape[:2]:
         raise ValueError(f"mask has shape {tuple(mask.shape)} but {name} (B, L) is {tuple(x.shape[:2])}")
-    if mask.device != x.device:
-        raise ValueError(f"mask is on {mask.device} but {name} is on {x.device}; they must match")
     return mask
 
 

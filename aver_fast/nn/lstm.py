@@ -44,21 +44,30 @@ class BiLSTM(nn.Module):
         self.out_size = out_size if out_size is not None else 2 * hidden
         self._register_load_state_dict_pre_hook(_rename_unprefixed_rnn_keys)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Shape: x ``(B, L, input_size)``, mask ``(B, L)`` -> ``(B, L, out_size)``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, compacted: bool = False) -> torch.Tensor:
+        """Shape: x ``(B, L, input_size)``, mask ``(B, L)`` -> ``(B, L, out_size)``. ``compacted``: each item's
+        real steps already come first (a caller that moved them there, e.g. :class:`~aver_fast.nn.TLAB`)."""
         if mask is not None:
             check_mask(mask, x)
         if autocast_without_native(x.device):  # oneDNN has no bf16 LSTM on such CPUs: float32, output included
             with torch.autocast("cpu", enabled=False):
-                return self._masked(x.float(), mask)
-        return self._masked(x, mask)
+                return self._masked(x.float(), mask, compacted)
+        return self._masked(x, mask, compacted)
 
-    def _masked(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _masked(self, x: torch.Tensor, mask: torch.Tensor | None, compacted: bool) -> torch.Tensor:
         if mask is None:
             return self._forward(x)
+        if compacted:
+            return zero_padded(self._forward(zero_padded(x, mask), self._lengths(mask)), mask)
         order, prefix = compact(mask)
-        lengths = prefix.sum(1).clamp(min=1).cpu()  # an item with no real step runs one (zeroed) step, then is 0
-        return restore(self._forward(zero_padded(gather_steps(x, order), prefix), lengths), order, mask)
+        return restore(self._forward(zero_padded(gather_steps(x, order), prefix), self._lengths(prefix)), order,
+                       mask)
+
+    @staticmethod
+    def _lengths(prefix: torch.Tensor) -> torch.Tensor:
+        """Real steps per item of a prefix mask, on the CPU (for packing); an item with none runs one zeroed step
+        (its outputs are then set to 0)."""
+        return prefix.sum(1).clamp(min=1).cpu()
 
     def _forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         state = None

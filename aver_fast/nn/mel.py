@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..ops._registry import check_name
-from ..ops._validation import HALF_DTYPES
+from ..ops._validation import compute_dtype
 from ..ops.log_mel import _constants, log_mel_params, make_params
 
 
@@ -42,7 +42,7 @@ class MelSpectrogram(nn.Module):
         frames)`` with the top_db floor per ``b`` over its channels."""
         given = None
         if isinstance(waveform, torch.Tensor) and waveform.is_floating_point():
-            dtype = torch.float32 if waveform.dtype in HALF_DTYPES else waveform.dtype  # what the ops compute in
+            dtype = compute_dtype(waveform.dtype)
             if torch.finfo(self.window.dtype).eps <= torch.finfo(dtype).eps:  # else (after .float()): exact ones
                 given = (self.window.to(dtype), self.filterbank.to(dtype))
         return log_mel_params(waveform, self.params, self.backend, given)

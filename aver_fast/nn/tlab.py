@@ -102,7 +102,7 @@ class TLAB(nn.Module):
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``x (B, L, dim)`` whose real steps come first (``mask`` a prefix mask, or None)."""
         t = self.tcn(x, mask) if self.tcn is not None else None
-        h = self.lstm(x, mask) if self.lstm is not None else None
+        h = self.lstm(x, mask, compacted=True) if self.lstm is not None else None
         if self.use_attention:
             q_src = h if h is not None else x
             kv_src = t if t is not None else x

@@ -140,10 +140,11 @@ def using_backend(name: str) -> Iterator[None]:
         _USING.reset(token)
 
 
-def check_name(backend: str | None) -> str | None:
-    """``backend`` if it is None or a backend's name, else ValueError naming the choices."""
+def check_name(backend: str | None, source: str = "backend=") -> str | None:
+    """``backend`` if it is None or a backend's name, else ValueError naming where it came from (``source``) and
+    the choices."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not a backend; expected one of {BACKENDS} or None (automatic)")
+        raise ValueError(f"{source}{backend!r} is not a backend; expected one of {BACKENDS} or None (automatic)")
     return backend
 
 
@@ -151,10 +152,7 @@ def requested_backend(backend: str | None) -> str | None:
     """The backend the caller asked for: the keyword, else a :func:`using_backend` block, else
     ``$AVER_FAST_BACKEND``, else ``None`` (automatic)."""
     name = backend if backend is not None else _USING.get() or os.environ.get(ENV_VAR) or None
-    if name is not None and name not in BACKENDS:
-        source = "backend=" if backend is not None else f"${ENV_VAR}="
-        raise ValueError(f"{source}{name!r} is not a backend; expected one of {BACKENDS}")
-    return name
+    return check_name(name, "backend=" if backend is not None else f"${ENV_VAR}=")
 
 
 def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None,

@@ -45,6 +45,22 @@ def check_scale(scale: float | None, default: float) -> float:
     return scale
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the ops compute a ``dtype`` input in: float32 for float16/bfloat16, else ``dtype`` itself."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
+def check_bool_mask(mask: object, device: torch.device, shape: str, name: str) -> torch.Tensor:
+    """``mask`` is a bool tensor on ``device`` (``shape`` and ``name`` word the messages); returns it."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a bool torch.Tensor {shape}, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = a real step), got dtype {mask.dtype}")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but {name} is on {device}; they must match")
+    return mask
+
+
 def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """float16/bfloat16 tensors as float32 (the references compute in float32 and cast the result back)."""
     if ts[0].dtype in HALF_DTYPES:

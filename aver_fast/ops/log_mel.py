@@ -201,6 +201,12 @@ def overflowed_frames(x: torch.Tensor) -> torch.Tensor:
     return x.masked_fill((~torch.isfinite(x)).any(dim=-2, keepdim=True), float("nan"))
 
 
+def padded_window(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """A ``(win_length,)`` window zero-padded, centred, to ``(n_fft,)`` (as ``torch.stft`` pads it)."""
+    left = (n_fft - window.shape[0]) // 2
+    return torch.nn.functional.pad(window, (left, n_fft - window.shape[0] - left))
+
+
 def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool = False,
                given: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple:
     """The per-setting constants: the Hann window of ``win_length``, the same zero-padded (centred) to ``n_fft``,
@@ -209,8 +215,7 @@ def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool
     ``dtype`` on ``device``, else from the one cache (constants to torch.compile too)."""
     if given is not None and not dft and all(t.dtype == dtype and t.device == device for t in given):
         window, fb = given
-        left = (p.n_fft - p.win_length) // 2
-        return window, torch.nn.functional.pad(window, (left, p.n_fft - p.win_length - left)), fb
+        return window, padded_window(window, p.n_fft), fb
     # strings, not ints or dtype/device objects: what dynamo hands to assume_constant_result in every case
     return _cached_constants(p.constants_key, str(dtype).removeprefix("torch."), str(device), dft)
 
@@ -220,9 +225,8 @@ def _constants(p: MelParams, dtype: torch.dtype, device: torch.device, dft: bool
 def _cached_constants(key: str, dtype_name: str, device_name: str, dft: bool):
     sample_rate, n_fft, win_length, n_mels, f_min, f_max, mel_scale, norm = ast.literal_eval(key)
     dtype, device = getattr(torch, dtype_name), torch.device(device_name)
-    left = (n_fft - win_length) // 2
     window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-    padded = torch.nn.functional.pad(window, (left, n_fft - win_length - left))
+    padded = padded_window(window, n_fft)
     fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
     out = (window.to(dtype=dtype, device=device), padded.to(dtype=dtype, device=device),
            fb.to(dtype=dtype, device=device))

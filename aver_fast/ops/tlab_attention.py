@@ -11,12 +11,13 @@ import torch
 from . import _autograd, _ext, _functorch, _registry
 from ._validation import (
     FLOAT_DTYPES,
-    HALF_DTYPES,
     autocast_inputs,
     autocast_off,
+    check_bool_mask,
     check_same,
     check_scale,
     check_tensor,
+    compute_dtype,
     upcast_half,
 )
 
@@ -106,18 +107,12 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
 
 def _masked_like(q: torch.Tensor) -> torch.Tensor:
     """What :func:`masked_by_bias` hands the fused kernel, as an empty meta tensor (for ``accepts``)."""
-    dtype = torch.float32 if q.dtype in HALF_DTYPES else q.dtype
-    return torch.empty((*q.shape[:-1], q.shape[-1] + 2), dtype=dtype, device="meta")
+    return torch.empty((*q.shape[:-1], q.shape[-1] + 2), dtype=compute_dtype(q.dtype), device="meta")
 
 
 def check_mask(mask: object, q: torch.Tensor) -> torch.Tensor:
     """``mask`` as a bool ``q.shape[:-1]`` tensor, or a one-line error naming what is wrong."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a bool torch.Tensor of shape (..., L), got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = a real step), got dtype {mask.dtype}")
-    if mask.device != q.device:
-        raise ValueError(f"mask is on {mask.device} but q is on {q.device}; they must match")
+    check_bool_mask(mask, q.device, "of shape (..., L)", "q")
     try:
         return mask.expand(q.shape[:-1])
     except RuntimeError:
@@ -138,7 +133,7 @@ def masked_by_bias(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     stays there) and padded output rows are 0. Half inputs are computed in float32 (the fused kernels do so
     anyway), where ``b`` is representable. Shapes: q, k, v ``(..., L, D)``, mask ``(..., L)`` -> ``(..., L, D)``.
     """
-    out_dtype, dtype = q.dtype, torch.float32 if q.dtype in HALF_DTYPES else q.dtype
+    out_dtype, dtype = q.dtype, compute_dtype(q.dtype)
     real = mask[..., None]
     q, k, v = (torch.where(real, t.to(dtype), 0.0) for t in (q, k, v))
     with torch.no_grad():  # b moves no score that a gradient could see: it is a constant

@@ -49,6 +49,16 @@ def any_rank(flags: list[bool], world: int, device: torch.device) -> list[bool]:
     return [bool(x) for x in t.tolist()]
 
 
+def merged(part: dict, world: int) -> dict:
+    """Every rank's ``part`` (keys disjoint across ranks) as one dict, on every rank. Under torchrun a failed rank
+    ends the job, so no rank waits here forever."""
+    if world == 1:
+        return part
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)
+    return {k: v for p in parts for k, v in p.items()}
+
+
 def gather_predictions(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, world: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every rank's ``(pred, target, mask)`` concatenated, so the CCC is computed over the whole set, not

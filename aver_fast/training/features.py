@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from ..data import AffWild2Dataset, AlignmentConfig
 from ..models import MODELS, AVERConfig
+from .distributed import merged
 
 RECORD = ".features.json"  # <video>.features.json: written last, it makes the video's arrays count as complete
 
@@ -104,12 +105,7 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
         os.replace(os.path.join(out, name + RECORD + ".tmp"), os.path.join(out, name + RECORD))
         index[name] = len(items)
         log(f"{name}: {len(items)} windows")
-    if world > 1:
-        import torch.distributed as dist
-
-        gathered: list = [None] * world  # a failed rank ends the job under torchrun, so none waits here forever
-        dist.all_gather_object(gathered, index)
-        index = {name: n for part in gathered for name, n in part.items()}
+    index = merged(index, world)
     index = {name: index[name] for name in sorted(index)}
     if rank == 0:
         with open(os.path.join(out, "index.json.tmp"), "w") as f:
