@@ -49,6 +49,31 @@ def _complete(out: str, video: str, windows: int, digest: str) -> bool:
         return False
 
 
+def check_ours(out: str, videos: list[str]) -> None:
+    """Refuse, before any work, to replace what extract-features did not write: a link or a folder where a
+    video's arrays, its record or the index go, or a ``<video>.features.json`` that is not a record of ours."""
+    paths = [os.path.join(out, "index.json")] + [os.path.join(out, f"{v}.{kind}.npy") for v in videos
+                                                 for kind in KINDS] + [os.path.join(out, v + RECORD) for v in videos]
+    for path in paths:
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+            raise ValueError(f"{path} is a link or a folder where extract-features writes; move it away or choose "
+                             "another --out")
+    for v in videos:
+        path = os.path.join(out, v + RECORD)
+        if os.path.isfile(path) and not _is_record(path):
+            raise ValueError(f"{path} exists and is not an extract-features record; move it away or choose "
+                             "another --out")
+
+
+def _is_record(path: str) -> bool:
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and set(record) == {"windows", "fingerprint"}
+
+
 def extract_features(data: str, out: str, config: AVERConfig, alignment: AlignmentConfig, fusion: str = "aver",
                      weights: dict | None = None, batch_size: int = 4, device: str = "cpu", log=print,
                      faces: str = "none", rank: int = 0, world: int = 1, seed: int = 0) -> dict:
@@ -72,7 +97,9 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
     by_video: dict[str, list[int]] = {}
     for i, (v, _) in enumerate(ds.index):
         by_video.setdefault(ds.entries[v].name, []).append(i)
-    for name in sorted(by_video)[rank::world]:
+    mine = sorted(by_video)[rank::world]
+    check_ours(out, mine)
+    for name in mine:
         items = by_video[name]
         if _complete(out, name, len(items), digest):
             index[name] = len(items)
@@ -115,9 +142,10 @@ def extract_features(data: str, out: str, config: AVERConfig, alignment: Alignme
 
 
 def _forget(out: str, video: str) -> None:
-    """Remove the record of a video about to be redone, so a run killed while it writes leaves it incomplete."""
+    """Remove the record (checked to be ours by :func:`check_ours`) of a video about to be redone, so a run killed
+    while it writes leaves it incomplete."""
     path = os.path.join(out, video + RECORD)
-    if os.path.isfile(path) and not os.path.islink(path):
+    if os.path.isfile(path):
         os.remove(path)
 
 

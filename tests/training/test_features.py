@@ -120,3 +120,24 @@ def test_torchrun_shares_the_videos(tiny_data, tmp_path):
     assert json.loads((two / "index.json").read_text()) == json.loads((one / "index.json").read_text())
     for p in one.glob("*.npy"):
         np.testing.assert_array_equal(np.load(two / p.name), np.load(p))
+
+
+def test_nothing_it_did_not_write_is_replaced(tiny_data, tmp_path):
+    """A user's file named like a record, or a link where an array goes, stops the run before any work; the victims
+    (made here, in the test's own folder) are untouched."""
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "synth_000.features.json"
+    mine.write_text("my notes")
+    with pytest.raises(ValueError, match=r"synth_000.features.json exists and is not an extract-features record"):
+        _extract(tiny_data, out)
+    assert mine.read_text() == "my notes" and not list(out.glob("*.npy"))
+    mine.unlink()
+    victim = tmp_path / "victim.npy"
+    victim.write_bytes(b"keep")
+    os.symlink(victim, out / "synth_001.audio.npy")
+    with pytest.raises(ValueError, match=r"synth_001.audio.npy is a link or a folder where extract-features writes"):
+        _extract(tiny_data, out)
+    assert victim.read_bytes() == b"keep" and os.path.islink(out / "synth_001.audio.npy")
