@@ -24,7 +24,7 @@ $(BIN)/python:
 
 $(VENV)/.deps: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=77" wheel
-	$(BIN)/python tools/deps.py test export dev > $(VENV)/requirements.txt  # pyproject.toml's lists, not a copy
+	$(BIN)/python tools/deps.py test export int8 dev > $(VENV)/requirements.txt  # pyproject.toml's lists, not a copy
 	$(BIN)/python -m pip install -q $(TORCH) $(TORCHVISION) -r $(VENV)/requirements.txt
 	touch $@
 

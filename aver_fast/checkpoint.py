@@ -48,6 +48,7 @@ MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few hundred bytes; anything larg
 # what save_checkpoint creates, and so all that remove_stale may delete: directories in the store, link temporaries
 _OWN_DIR = re.compile(r"^(\.tmp-)?[\w.-]+-[0-9a-f]{12}$")
 _OWN_LINK_TMP = re.compile(r"^[\w.-]+\.tmp-\d+$")
+_EXTRA_FILE = re.compile(r"^\w[\w.-]*$")  # more files of a checkpoint: plain names inside its directory
 
 
 class CheckpointError(ValueError):
@@ -190,14 +191,19 @@ def _referenced(run: str) -> set[str]:
     return out
 
 
-def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
-    """Write ``model``'s weights and ``state`` (plus the RNG state) as the checkpoint ``path`` (e.g. ``RUN/last``).
+def save_checkpoint(path: str, model: torch.nn.Module, state: dict, files: dict[str, bytes] | None = None) -> str:
+    """Write ``model``'s weights and ``state`` (plus the RNG state) as the checkpoint ``path`` (e.g. ``RUN/last``),
+    with ``files`` (name -> contents: more files the manifest checks, e.g. an int8 engine's models).
 
     Returns the checkpoint directory. Raises :class:`CheckpointError` naming the file (and, when the disk is full,
     the filesystem) if it cannot be written; the previous checkpoint of that name is then untouched.
     """
     path = os.path.abspath(path)
     run, name = os.path.split(path)
+    files = files or {}
+    bad = [f for f in files if not _EXTRA_FILE.match(f) or f in (*FILES, MANIFEST)]
+    if bad:
+        raise ValueError(f"checkpoint file names must be plain and new (letters, digits, '.', '-', '_'), got {bad}")
     check_link(path)
     _store(run)  # never write into (or later clean) a store shared through a link
     store = os.path.join(run, STORE)
@@ -214,6 +220,7 @@ def save_checkpoint(path: str, model: torch.nn.Module, state: dict) -> str:
                                               metadata={"format": str(FORMAT)}),
             "state.safetensors": save_tensors(tensors),
             "meta.json": json.dumps(meta).encode(),
+            **files,
         }
         manifest = {"format": FORMAT, "files": {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()},
                     "sizes": {f: len(b) for f, b in blobs.items()}}
@@ -298,9 +305,8 @@ def _regular(path: str, size: int | None, limit: int | None = None) -> None:
         raise CheckpointError(f"{path} is damaged: {st.st_size} bytes, far larger than a {MANIFEST}")
 
 
-def _verify(directory: str) -> None:
-    """Check ``directory``'s manifest and every file's checksum (streamed: a large checkpoint is never held twice
-    in memory); raise :class:`CheckpointError` naming the first damaged or missing file."""
+def _manifest(directory: str) -> tuple[dict, dict]:
+    """``(files, sizes)`` of ``directory``'s manifest (name -> SHA-256, name -> bytes), checked to be one."""
     mpath = os.path.join(directory, MANIFEST)
     if not os.path.lexists(mpath):
         raise CheckpointError(f"{directory} is not a checkpoint: {MANIFEST} not found")
@@ -316,7 +322,16 @@ def _verify(directory: str) -> None:
     missing = [f for f in FILES if f not in files]
     if missing:
         raise CheckpointError(f"{mpath} does not list {missing}: damaged checkpoint")
-    for fname in FILES:
+    if not all(isinstance(f, str) and _EXTRA_FILE.match(f) for f in files):
+        raise CheckpointError(f"{mpath} lists a file outside its checkpoint: damaged checkpoint")
+    return files, sizes
+
+
+def _verify(directory: str) -> None:
+    """Check ``directory``'s manifest and every file's checksum (streamed: a large checkpoint is never held twice
+    in memory); raise :class:`CheckpointError` naming the first damaged or missing file."""
+    files, sizes = _manifest(directory)
+    for fname in files:
         fpath = os.path.join(directory, fname)
         _regular(fpath, sizes.get(fname))
         try:
@@ -326,6 +341,25 @@ def _verify(directory: str) -> None:
         if digest != files[fname]:
             raise CheckpointError(f"{fpath} is damaged: its checksum differs from {MANIFEST} "
                                   f"({os.path.getsize(fpath)} bytes)")
+
+
+def read_checkpoint_file(path: str, name: str) -> bytes:
+    """The contents of the file ``name`` of the checkpoint ``path`` (one :func:`save_checkpoint` wrote with
+    ``files``), checked against the manifest as read, so what is returned is what was saved."""
+    directory = str(path).rstrip(os.sep)
+    files, sizes = _manifest(directory)
+    fpath = os.path.join(directory, name)
+    if name not in files:
+        raise CheckpointError(f"{os.path.join(directory, MANIFEST)} does not list {name}: damaged checkpoint")
+    _regular(fpath, sizes.get(name))
+    try:
+        with open(fpath, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint file {fpath}: {e.strerror or e}") from None
+    if hashlib.sha256(data).hexdigest() != files[name]:
+        raise CheckpointError(f"{fpath} is damaged: its checksum differs from {MANIFEST} ({len(data)} bytes)")
+    return data
 
 
 def _load_legacy(prefix: str) -> tuple[dict, dict]:

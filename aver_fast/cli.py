@@ -15,6 +15,7 @@ from .commands import (
     extract_features,
     make_synthetic,
     predict,
+    quantize,
     summary,
     train,
 )
@@ -57,7 +58,7 @@ class _VersionAction(argparse.Action):
 COMMANDS = {"demo": demo, "train": train, "evaluate": evaluate, "predict": predict,
             "extract-features": extract_features, "make-synthetic": make_synthetic, "corrupt": corrupt,
             "bench": bench, "summary": summary, "backends": backends, "check-gpu-build": check_gpu_build,
-            "export": export}
+            "export": export, "quantize": quantize}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import torch
 from .data import AffWild2Dataset, parse_condition
 from .inference import load_model
 from .metrics import INVALID_LABEL, va_ccc
+from .models.precision import PRECISION
 from .streaming import BATCH_SIZE, RULE, check_rule, output_stride, predict_frames
 from .training import TrainConfig
 
@@ -70,7 +71,7 @@ def score(preds: dict, post: bool, edges: str = PUBLIC_SMOOTHING_EDGES) -> dict:
 
 def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
              conditions: tuple[str, ...] = ("clean",), seed: int = 0, batch_size: int = BATCH_SIZE,
-             smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, precision: str = "fp32", faces: str | None = None,
+             smoothing_edges: str = PUBLIC_SMOOTHING_EDGES, precision: str = PRECISION, faces: str | None = None,
              rule: str = RULE, step: int | None = None, log=print) -> dict:
     """``{checkpoint: {condition: {"raw": {...}, "post": {...}, "smoothing_edges": ..., "params": [...]}}}`` on the
     checkpoints' test split (or ``videos``)."""
@@ -80,7 +81,7 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
     parsed = {cond: parse_condition(cond) for cond in conditions}
     results: dict = {}
     for prefix in checkpoints:
-        model, state = load_model(prefix)
+        model, state = load_model(prefix, precision)
         cfg = TrainConfig.from_dict(state["config"], f"{prefix} config")
         names = videos or state["split"]["test"]
         if not names:
@@ -94,20 +95,21 @@ def evaluate(checkpoints: list[str], data: str, videos: list[str] | None = None,
             condition = parsed[cond]
             ds = AffWild2Dataset(data, names, cfg.alignment(stride), condition=condition, seed=seed,
                                  faces=faces or cfg.faces)
-            preds = predict_frames(model, ds, batch_size, precision, rule, step)
+            preds = predict_frames(model, ds, batch_size, state["precision"], rule, step)
             results[prefix][cond] = {"raw": score(preds, False), "post": score(preds, True, smoothing_edges),
-                                     "smoothing_edges": smoothing_edges, "params": condition.params}
+                                     "smoothing_edges": smoothing_edges, "params": condition.params,
+                                     "precision": state["precision"]}
             r = results[prefix][cond]
             log(f"{prefix} [{cond}] CCC raw {r['raw']['mean']:.3f}, post-processed {r['post']['mean']:.3f}")
     return results
 
 
 def markdown(results: dict) -> str:
-    rows = ["| checkpoint | condition | valence | arousal | mean | valence (post) | arousal (post) | mean (post) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| checkpoint | precision | condition | valence | arousal | mean | valence (post) | arousal (post) | "
+            "mean (post) |", "|---|---|---|---|---|---|---|---|---|"]
     for prefix, per in results.items():
         for cond, r in per.items():
-            rows.append(f"| {prefix} | {cond} | " + " | ".join(f"{r[k][m]:.3f}" for k in ("raw", "post")
+            rows.append(f"| {prefix} | {r.get('precision', 'fp32')} | {cond} | " + " | ".join(f"{r[k][m]:.3f}" for k in ("raw", "post")
                                                              for m in ("valence", "arousal", "mean")) + " |")
     edges = sorted({r.get("smoothing_edges", PUBLIC_SMOOTHING_EDGES) for per in results.values() for r in per.values()})
     rows += ["", f"post: clipped to [-1, 1], then a moving average of 20 (valence) / 50 (arousal) frames per video "

@@ -5,13 +5,21 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .models import MODELS, AVERConfig
+from .models.precision import resolve_precision
 
 
-def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
+def load_model(prefix: str, precision: str = "fp32") -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint (``RUN/best``, ``RUN/last``) in eval mode, rebuilt from the architecture the
     checkpoint records (the fusion model and its full :class:`AVERConfig`), and the checkpoint's state (``config``:
-    the run's :class:`~aver_fast.training.TrainConfig` as a dict, ``split``, progress)."""
+    the run's :class:`~aver_fast.training.TrainConfig` as a dict, ``split``, progress; ``precision``: what
+    ``precision`` resolved to, :func:`~aver_fast.models.precision.resolve_precision`). In int8 the backbones are
+    the quantized checkpoint's engine models (:mod:`aver_fast.int8`)."""
     weights, state = load_checkpoint(prefix)
+    if "int8" in state:
+        from .int8 import check_info
+
+        check_info(state["int8"], prefix)
+    state["precision"] = resolve_precision(precision, torch.device("cpu"), "int8" in state)
     try:
         fusion, config = state["arch"]
         build = MODELS[fusion]
@@ -33,4 +41,8 @@ def load_model(prefix: str) -> tuple[torch.nn.Module, dict]:
         model.load_state_dict(weights)
     except RuntimeError as e:
         raise CheckpointError(f"{prefix}: its weights do not fit the model it describes: {e}") from None
+    if state["precision"] == "int8":
+        from .int8 import attach  # (imports the engine only here)
+
+        attach(model, prefix, state["int8"])
     return model.eval(), state

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from .checkpoint import checkpoint_digest, sha256_file
 from .data import MediaError
 from .data.media import VIDEO_EXTS, frame_files
+from .models.precision import PRECISION
 from .streaming import BATCH_SIZE, RULE
 
 CSV_HEADER = "frame,time_s,valence,arousal"
@@ -28,7 +29,7 @@ class Settings:
     rule: str = RULE
     step: int | None = None  # rule "causal" only (default 1)
     batch_size: int = BATCH_SIZE
-    precision: str = "fp32"
+    precision: str = PRECISION
     faces: str = "auto"
 
 
@@ -149,12 +150,12 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
             raise MediaError(labels, f"has {gt.shape[0]} frames but {video} has {len(VideoSource(video))}")
     csv_path = os.path.join(out, f"{_name(video)}.csv")
     check_ours(csv_path)  # before any work
-    model, state = loaded or load_model(checkpoint)
+    model, state = loaded or load_model(checkpoint, settings.precision)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config")
     made_by = made_by or _provenance(video, checkpoint, settings)
     t0 = time.perf_counter()
     frames, predictor = predict_file(model, video, cfg.alignment(), settings.step, settings.batch_size,
-                                     settings.precision, settings.faces,
+                                     state["precision"], settings.faces,
                                      (lambda rows: progress(len(rows))) if progress else None, settings.rule)
     wall = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
@@ -173,7 +174,7 @@ def predict_video(video: str, checkpoint: str, out: str, labels: str | None = No
               "mean_arousal": round(frames[:, 1].nanmean().item(), 5),
               "frames_without_face": int(torch.isnan(frames[:, 0]).sum()),
               "wall_s": round(wall, 3), "video_s_per_s": round(seconds / wall, 3) if wall > 0 else None,
-              "backbone_subsequences": predictor.backbone_calls}
+              "backbone_subsequences": predictor.backbone_calls, "precision": state["precision"]}
     _write_record(csv_path, report, made_by)
     return report
 
@@ -205,7 +206,7 @@ def predict_many(videos: list[str], checkpoint: str, out: str, settings: Setting
     clash = {n for n in names if names.count(n) > 1}
     if clash:
         raise ValueError(f"several videos share a name ({sorted(clash)}): their outputs would overwrite each other")
-    loaded = load_model(checkpoint)
+    loaded = load_model(checkpoint, settings.precision)
     results: dict[str, dict] = {}
     todo: list[tuple[str, str, dict]] = []
     for v in videos[rank::world]:
@@ -248,7 +249,7 @@ def _write_summary(results: list[dict], out: str) -> None:
 
     os.makedirs(out, exist_ok=True)
     fields = ["video", "status", "frames", "seconds", "frames_without_face", "mean_valence", "mean_arousal", "wall_s",
-              "video_s_per_s", "csv"]
+              "video_s_per_s", "precision", "csv"]
     path = os.path.join(out, SUMMARY)
     with open(path + ".tmp", "w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
@@ -267,11 +268,11 @@ def predict_stream(source: str, checkpoint: str, out: str, settings: Settings = 
     from .streaming import FramePredictor
     from .training import TrainConfig
 
-    model, state = load_model(checkpoint)
+    model, state = load_model(checkpoint, settings.precision)
     cfg = TrainConfig.from_dict(state["config"], f"{checkpoint} config").alignment()
     fps, items = iter_stream(source, cfg.sample_rate, realtime)
     faces = OnlineFaces(fps) if resolve_faces(settings.faces, source) == "detect" else None
-    predictor = FramePredictor(model, cfg, fps, settings.step, settings.batch_size, settings.precision, faces,
+    predictor = FramePredictor(model, cfg, fps, settings.step, settings.batch_size, state["precision"], faces,
                                settings.rule)
     os.makedirs(out, exist_ok=True)
     csv_path = os.path.join(out, f"{_name(source) or 'stream'}.csv")
@@ -289,7 +290,8 @@ def predict_stream(source: str, checkpoint: str, out: str, settings: Settings = 
         for frames, audio in items:
             write(predictor.push(frames, audio))
         write(predictor.finish())
-    report = {"csv": csv_path, "frames": len(latencies), "fps": fps, "backbone_subsequences": predictor.backbone_calls}
+    report = {"csv": csv_path, "frames": len(latencies), "fps": fps, "backbone_subsequences": predictor.backbone_calls,
+              "precision": state["precision"]}
     if latencies:
         ordered = sorted(latencies)
         report |= {"latency_median_s": round(statistics.median(ordered), 4),

@@ -383,3 +383,35 @@ def test_a_fifo_or_an_oversized_file_is_refused_before_it_is_read(tmp_path):
     os.mkfifo(manifest)
     with pytest.raises(CheckpointError, match="manifest.json is not a regular file"):
         load_checkpoint(str(path))
+
+
+def test_more_files_are_checked_like_the_weights(tmp_path):
+    """Files saved beside the weights (an int8 engine's models) are in the manifest, read back only when their
+    checksum matches, and named plainly: a name that leaves the checkpoint is refused on save and on load."""
+    import json
+
+    from aver_fast.checkpoint import read_checkpoint_file
+
+    prefix = str(tmp_path / "run" / "q")
+    save_checkpoint(prefix, model(0), {"step": 1}, {"engine.xml": b"<net/>", "engine.bin": b"\x00\x01"})
+    assert read_checkpoint_file(prefix, "engine.xml") == b"<net/>"
+    with pytest.raises(CheckpointError, match="does not list other.bin"):
+        read_checkpoint_file(prefix, "other.bin")
+    with pytest.raises(ValueError, match="plain and new"):
+        save_checkpoint(prefix, model(0), {}, {"../escape.bin": b""})
+    with pytest.raises(ValueError, match="plain and new"):
+        save_checkpoint(prefix, model(0), {}, {"meta.json": b"{}"})
+    directory = os.path.realpath(prefix)
+    with open(os.path.join(directory, "engine.bin"), "r+b") as f:
+        f.write(b"\x07")
+    with pytest.raises(CheckpointError, match="engine.bin is damaged"):
+        read_checkpoint_file(prefix, "engine.bin")
+    with pytest.raises(CheckpointError, match="engine.bin is damaged"):
+        load_checkpoint(prefix)
+    manifest = os.path.join(directory, "manifest.json")
+    m = json.load(open(manifest))
+    m["files"]["../../outside"] = m["files"].pop("engine.bin")
+    with open(manifest, "w") as f:
+        json.dump(m, f)
+    with pytest.raises(CheckpointError, match="lists a file outside its checkpoint"):
+        load_checkpoint(prefix)

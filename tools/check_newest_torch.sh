@@ -19,7 +19,7 @@ step "a venv with $TORCH and $TRITON"
 [ -x "$VENV/bin/python" ] || $PY -m venv "$VENV"
 export PIP_CONFIG_FILE=/dev/null
 "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
-$PY tools/deps.py test export dev | grep -v '^torchvision' > "$VENV/requirements.txt"
+$PY tools/deps.py test export int8 dev | grep -v '^torchvision' > "$VENV/requirements.txt"
 "$VENV/bin/python" -m pip install -q "$TORCH" "$TRITON" -r "$VENV/requirements.txt"
 
 step "the working tree, built against it"

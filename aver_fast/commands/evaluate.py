@@ -6,7 +6,7 @@ import argparse
 
 from ..data.faces import FACE_HELP, FACE_MODES
 from ..evaluation import PUBLIC_SMOOTHING_EDGES, SMOOTHING_EDGES, evaluate, markdown, write_report
-from ..models.precision import PRECISIONS
+from ..models.precision import PRECISION, PRECISION_HELP, PRECISIONS
 from ..streaming import BATCH_SIZE, RULE, RULES
 
 HELP = "CCC per condition for one or more checkpoints (markdown + JSON)"
@@ -29,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"which window predicts which frame (default: {RULE}, the public evaluation's); causal: as "
                         "predict --rule causal, each window computed whole (window / step times the backbone work)")
     p.add_argument("--step", type=int, help="with --rule causal: frames between predicted windows (default: 1)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default=PRECISION, help=PRECISION_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

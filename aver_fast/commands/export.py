@@ -27,7 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from ..export import example_inputs, export_model, run_exported
     from ..inference import load_model
 
-    model, _ = load_model(args.checkpoint)
+    model, state = load_model(args.checkpoint)
+    if "int8" in state:
+        raise ValueError(f"{args.checkpoint} is an int8 checkpoint (aver-fast quantize), which export does not "
+                         f"write; export its fp32 checkpoint {state['int8']['source']['checkpoint']}")
     done = export_model(model, args.out, args.format, features=args.features)
     report = done.describe()
     if not args.no_check:

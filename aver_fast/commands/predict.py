@@ -8,7 +8,7 @@ import json
 import os
 
 from ..data.faces import FACE_HELP, FACE_MODES
-from ..models.precision import PRECISIONS
+from ..models.precision import PRECISION, PRECISION_HELP, PRECISIONS
 from ..predict_videos import SUMMARY, Settings, find_videos, predict_many, predict_stream, predict_video
 from ..streaming import BATCH_SIZE, RULE, RULES
 
@@ -35,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "sub-sequences")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                    help=f"windows per forward pass; peak memory grows with it (default: {BATCH_SIZE})")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="bf16: bfloat16 autocast (GPU; CPUs with AVX512-BF16 or AMX, else a warning and fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default=PRECISION, help=PRECISION_HELP)
     p.add_argument("--faces", choices=FACE_MODES, default="auto", help=FACE_HELP["video"] + " (default: auto)")
     p.add_argument("--stream", action="store_true",
                    help="read the source progressively and write each CSV row as soon as it is known, with its "
