@@ -109,8 +109,8 @@ def markdown(results: dict) -> str:
             "mean (post) |", "|---|---|---|---|---|---|---|---|---|"]
     for prefix, per in results.items():
         for cond, r in per.items():
-            rows.append(f"| {prefix} | {r.get('precision', 'fp32')} | {cond} | " + " | ".join(f"{r[k][m]:.3f}" for k in ("raw", "post")
-                                                             for m in ("valence", "arousal", "mean")) + " |")
+            scores = " | ".join(f"{r[k][m]:.3f}" for k in ("raw", "post") for m in ("valence", "arousal", "mean"))
+            rows.append(f"| {prefix} | {r.get('precision', 'fp32')} | {cond} | {scores} |")
     edges = sorted({r.get("smoothing_edges", PUBLIC_SMOOTHING_EDGES) for per in results.values() for r in per.values()})
     rows += ["", f"post: clipped to [-1, 1], then a moving average of 20 (valence) / 50 (arousal) frames per video "
                  f"with {'/'.join(repr(e) for e in edges)} edges (scipy.ndimage.uniform_filter1d's mode; the public "
