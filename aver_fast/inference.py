@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .int8 import attach, check_info
 from .models import MODELS, AVERConfig
+from .models.base import BACKBONES
 from .models.precision import resolve_precision
 
 
@@ -16,9 +18,7 @@ def load_model(prefix: str, precision: str = "fp32") -> tuple[torch.nn.Module, d
     the quantized checkpoint's engine models (:mod:`aver_fast.int8`)."""
     weights, state = load_checkpoint(prefix)
     if "int8" in state:
-        from .int8 import check_info
-
-        check_info(state["int8"], prefix)
+        check_info(state["int8"], prefix, BACKBONES)
     state["precision"] = resolve_precision(precision, torch.device("cpu"), "int8" in state)
     try:
         fusion, config = state["arch"]
@@ -42,7 +42,5 @@ def load_model(prefix: str, precision: str = "fp32") -> tuple[torch.nn.Module, d
     except RuntimeError as e:
         raise CheckpointError(f"{prefix}: its weights do not fit the model it describes: {e}") from None
     if state["precision"] == "int8":
-        from .int8 import attach  # (imports the engine only here)
-
         attach(model, prefix, state["int8"])
     return model.eval(), state

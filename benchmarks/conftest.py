@@ -1,11 +1,21 @@
-"""`pytest benchmarks` ends with one table: per op, shape and mode, each fused backend's median with its spread
+"""`pytest benchmarks` ends with tables: per op, shape and mode, each fused backend's median with its spread
 (interquartile range), its speed-up against the reference and against the best PyTorch-native alternative (named),
-measured in the same run (aver_fast.bench.ratios), under a line naming the CPU, ISA and threads."""
+measured in the same run (aver_fast.bench.ratios), under a line naming the CPU, ISA and threads; and the rows the
+end-to-end benchmarks report (``report_row``: predict's video seconds per second and real-time factor)."""
 import pytest
 
 from aver_fast.bench import FUSED, best_native, machine, ratios
 
 _STATS: dict[tuple[str, str, str], dict[str, tuple[float, float, float]]] = {}
+_ROWS: dict[str, list[dict]] = {}  # table title -> rows (column -> value), in the order measured
+
+
+@pytest.fixture
+def report_row():
+    """``report_row(title, **columns)``: a row of the table ``title`` printed at the end of the run."""
+    def record(title: str, **columns) -> None:
+        _ROWS.setdefault(title, []).append(columns)
+    return record
 
 
 @pytest.fixture
@@ -39,3 +49,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("aver_fast speed-ups (this run)")
         for row in summary_rows(_STATS):
             terminalreporter.write_line(row)
+    for title, rows in _ROWS.items():
+        terminalreporter.section(title)
+        terminalreporter.write_line(f"Machine: {machine()}")
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        terminalreporter.write_line("| " + " | ".join(columns) + " |")
+        terminalreporter.write_line("|" + "---|" * len(columns))
+        for r in rows:
+            terminalreporter.write_line("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")

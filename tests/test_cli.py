@@ -55,7 +55,7 @@ def test_every_command_is_in_the_dispatch_table_with_its_options():
     from aver_fast.cli import COMMANDS, build_parser
 
     assert {"demo", "train", "evaluate", "predict", "extract-features", "make-synthetic", "corrupt", "bench", "summary",
-            "backends", "check-gpu-build", "export"} == set(COMMANDS)
+            "backends", "check-gpu-build", "export", "quantize"} == set(COMMANDS)
     args = build_parser().parse_args(["evaluate", "run/best", "--data", "d", "--smoothing-edges", "mirror"])
     assert args.smoothing_edges == "mirror" and args.batch_size == 2
     assert build_parser().parse_args(["evaluate", "run/best", "--data", "d"]).smoothing_edges == "constant"

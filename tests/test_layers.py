@@ -18,11 +18,12 @@ ENTRY_POINTS = ("aver_fast.__main__",)  # the other door to the command line: dr
 FLOORS = [("aver_fast._C", "aver_fast._version", "aver_fast.kernels", "aver_fast.sizes", "aver_fast.cpu"),
           ("aver_fast.ops",),
           ("aver_fast.nn", "aver_fast.metrics", "aver_fast.checkpoint"),
-          ("aver_fast.models", "aver_fast.data"),
+          ("aver_fast.models", "aver_fast.data", "aver_fast.int8"),
           ("aver_fast.training", "aver_fast.inference", "aver_fast.plots",
            "aver_fast.bench", "aver_fast.summary", "aver_fast.gpu_build",
            "aver_fast.export", "aver_fast.streaming"),
-          ("aver_fast.evaluation", "aver_fast.predict_videos", "aver_fast.demo"),  # what each command does
+          ("aver_fast.evaluation", "aver_fast.predict_videos", "aver_fast.demo",  # what each command does
+           "aver_fast.quantization"),
           ("aver_fast.commands", "aver_fast"),  # the package's __init__: the public API, re-exported
           ("aver_fast.cli",)]
 

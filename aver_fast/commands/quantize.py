@@ -8,7 +8,7 @@ import argparse
 import json
 
 from ..data.faces import FACE_HELP, FACE_MODES
-from ..int8.quantize import CALIBRATION_WINDOWS, HELD_OUT_WINDOWS, MIN_CCC
+from ..quantization import CALIBRATION_WINDOWS, HELD_OUT_WINDOWS, MIN_CCC
 
 HELP = "int8 backbones for fast CPU prediction, calibrated and checked on a dataset"
 
@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="checkpoint prefix to write, e.g. runs/aver/int8 (new, or one "
                                                 "quantize wrote)")
     p.add_argument("--videos", type=int, help="videos of --data to use, spread over their sorted names (default: "
-                                              "all); every fourth is held out to measure the accuracy")
+                                              "all); the checkpoint's test videos (else every fourth) are held out "
+                                              "to measure the accuracy")
     p.add_argument("--faces", choices=FACE_MODES, help=FACE_HELP["dataset"] + " (default: what the checkpoint's "
                                                                               "run used)")
     p.add_argument("--min-ccc", type=float, default=MIN_CCC,
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..int8 import quantize_checkpoint
+    from ..quantization import quantize_checkpoint
 
     report = quantize_checkpoint(args.checkpoint, args.data, args.out, args.videos, args.faces, args.min_ccc,
                                  args.calibration_windows, args.held_out_windows)

@@ -1,6 +1,6 @@
-"""int8 backbones: ``aver-fast quantize`` writes a checkpoint whose backbones run in an int8 engine
-(:mod:`aver_fast.int8.openvino`); :func:`attach` loads them in place of the fp32 ones."""
+"""int8 backbones: the engine (:mod:`aver_fast.int8.openvino`) and a checkpoint's int8 entry
+(:mod:`aver_fast.int8.checkpoint`). ``aver-fast quantize`` (:mod:`aver_fast.quantization`) writes them."""
+from .checkpoint import attach, check_info, engine_backbone, model_files
 from .openvino import MissingExtra
-from .quantize import MIN_CCC, attach, check_info, quantize_checkpoint
 
-__all__ = ["MIN_CCC", "MissingExtra", "attach", "check_info", "quantize_checkpoint"]
+__all__ = ["MissingExtra", "attach", "check_info", "engine_backbone", "model_files"]

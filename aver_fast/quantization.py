@@ -8,39 +8,15 @@ import time
 
 import torch
 
-from ..checkpoint import CheckpointError, checkpoint_digest, load_checkpoint, save_checkpoint
-from ..metrics import va_ccc
-from ..models.base import BACKBONES, INFERENCE_CLIPS
-from . import openvino as engine
+from .checkpoint import CheckpointError, checkpoint_digest, load_checkpoint, save_checkpoint
+from .int8 import engine_backbone, model_files
+from .int8 import openvino as engine
+from .metrics import va_ccc
+from .models.base import BACKBONES, INFERENCE_CLIPS
 
 MIN_CCC = 0.98  # CCC(fp32, int8) per dimension: the paper's models differ in the second decimal (0.02)
 CALIBRATION_WINDOWS = 8  # windows whose sub-sequences calibrate the activation ranges (16 x 8 clips at paper size)
 HELD_OUT_WINDOWS = 8  # windows of other videos that measure the accuracy
-FILES = {name: (f"{name}.int8.xml", f"{name}.int8.bin") for name in BACKBONES}
-
-
-def check_info(info, prefix: str) -> dict:
-    """``info`` (a checkpoint's ``int8`` entry) as :func:`quantize_checkpoint` writes it, else CheckpointError."""
-    ok = (isinstance(info, dict) and info.get("engine") == engine.ENGINE and isinstance(info.get("files"), dict)
-          and set(info["files"]) == set(BACKBONES)
-          and all(isinstance(f, (list, tuple)) and list(f) == list(FILES[k]) for k, f in info["files"].items())
-          and isinstance(info.get("source"), dict) and isinstance(info["source"].get("checkpoint"), str))
-    if not ok:
-        raise CheckpointError(f"{prefix}: its int8 entry is not one aver-fast quantize writes: damaged checkpoint")
-    return info
-
-
-def attach(model: torch.nn.Module, prefix: str, info: dict) -> None:
-    """Replace ``model``'s backbones with the int8 models of the checkpoint ``prefix`` (checked against its
-    manifest), compiled for this CPU."""
-    from ..checkpoint import read_checkpoint_file
-
-    check_info(info, prefix)
-    for name, (xml, weights) in info["files"].items():
-        run = engine.compile_bytes(read_checkpoint_file(prefix, xml), read_checkpoint_file(prefix, weights))
-        setattr(model, name, engine.EngineModule(run, name.split("_")[0]))
-
-
 def _pick(items: list, n: int) -> list:
     """``n`` items spread evenly over ``items`` (all when there are fewer)."""
     if len(items) <= n:
@@ -111,11 +87,12 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
                         held_out_windows: int = HELD_OUT_WINDOWS, log=print) -> dict:
     """Write ``out`` (a checkpoint prefix, e.g. ``RUN/int8``): ``source``'s checkpoint with int8 backbones, and
     return its report. ``videos`` of ``data`` (default: all, else that many spread over the sorted names) are
-    split: every fourth one (at least one) is held out, the others calibrate. Raises ValueError, writing nothing,
-    when the int8 predictions' CCC against fp32 is below ``min_ccc`` (naming the figure)."""
-    from ..data import AffWild2Dataset
-    from ..inference import load_model
-    from ..training import TrainConfig
+    split: those of the checkpoint's test split are held out (without any: every fourth one, at least one), the
+    others calibrate. Raises ValueError, writing nothing, when the int8 predictions' CCC against fp32 is below
+    ``min_ccc`` (naming the figure)."""
+    from .data import AffWild2Dataset
+    from .inference import load_model
+    from .training import TrainConfig
 
     if not 0 <= min_ccc <= 1:
         raise ValueError(f"min_ccc must be in [0, 1], got {min_ccc}")
@@ -123,7 +100,7 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
                     ("held_out_windows", held_out_windows)):
         if n is not None and n < (2 if what == "videos" else 1):
             raise ValueError(f"{what} must be at least {2 if what == 'videos' else 1}, got {n}")
-    engine.version()  # the extra is installed (else one line naming it), before any work
+    engine.require_quantizer()  # the extra is installed (else one line naming it), before any work
     model, state = load_model(source)
     if "int8" in state:
         raise ValueError(f"{source} is already quantized (int8): quantize its fp32 checkpoint "
@@ -136,7 +113,8 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
         raise ValueError(f"{data}: quantize needs windows of at least 2 videos (calibration and held out), found "
                          f"{len(names)} ({len(ds.index)} windows)")
     names = _pick(names, videos or len(names))
-    held = names[3::4] or names[-1:]
+    test = [n for n in names if n in set(state.get("split", {}).get("test", []))]
+    held = test if 0 < len(test) < len(names) else names[3::4] or names[-1:]
     calibration = _windows(ds, [n for n in names if n not in held], calibration_windows)
     held_out = _windows(ds, held, held_out_windows)
     log(f"quantize: calibrating on {len(calibration)} windows of {len(names) - len(held)} videos, measuring on "
@@ -154,8 +132,8 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
     files: dict[str, bytes] = {}
     for name, qmodel in quantized.items():
         xml, weights = engine.to_bytes(qmodel)
-        files |= {FILES[name][0]: xml, FILES[name][1]: weights}
-        setattr(model, name, engine.EngineModule(engine.compile_bytes(xml, weights), name.split("_")[0]))
+        files |= dict(zip(model_files(name), (xml, weights), strict=True))
+        setattr(model, name, engine_backbone(name, xml, weights))
     int8 = _features(model, held_out)
     for name, module in fp32_backbones.items():
         setattr(model, name, module)
@@ -168,7 +146,8 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
         raise ValueError(f"int8 is not accurate enough: CCC(fp32, int8) of {worst} is {figure:.4f} < {min_ccc} on "
                          f"{report['held_out_steps']} held-out steps; nothing written (more calibration windows, or a "
                          f"lower --min-ccc if you accept it)")
-    info = {"engine": engine.ENGINE, "engine_version": engine.version(), "files": dict(FILES),
+    info = {"engine": engine.ENGINE, "engine_version": engine.version(),
+            "files": {name: model_files(name) for name in BACKBONES},
             "source": {"checkpoint": source, "digest": checkpoint_digest(source)}, "report": report}
     kept = {k: v for k, v in state.items() if k not in ("precision", "rng")}
     save_checkpoint(out, model, {**kept, "int8": info}, files)
