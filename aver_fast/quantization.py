@@ -17,6 +17,10 @@ from .models.base import BACKBONES, INFERENCE_CLIPS
 MIN_CCC = 0.98  # CCC(fp32, int8) per dimension: the paper's models differ in the second decimal (0.02)
 CALIBRATION_WINDOWS = 8  # windows whose sub-sequences calibrate the activation ranges (16 x 8 clips at paper size)
 HELD_OUT_WINDOWS = 8  # windows of other videos that measure the accuracy
+CONVERTED = {"video_backbone": "forward_map", "audio_backbone": "forward"}  # what each backbone's engine model runs
+INPUT = {"video_backbone": "video", "audio_backbone": "audio"}  # its input in a dataset window
+
+
 def _pick(items: list, n: int) -> list:
     """``n`` items spread evenly over ``items`` (all when there are fewer)."""
     if len(items) <= n:
@@ -70,6 +74,26 @@ def accuracy_report(fp32: tuple, int8: tuple, windows: list[dict]) -> dict:
     return report
 
 
+def _held_out(names: list[str], test: list[str]) -> list[str]:
+    """The videos that measure the accuracy: the run's ``test`` videos among ``names`` (when some, not all, are),
+    else every fourth one (at least one)."""
+    held = [n for n in names if n in set(test)]
+    return held if 0 < len(held) < len(names) else names[3::4] or names[-1:]
+
+
+def _quantize_backbones(model: torch.nn.Module, calibration: list[dict]) -> dict[str, bytes]:
+    """Quantize each backbone of ``model`` on the ``calibration`` windows' sub-sequences and put the engine's in its
+    place; returns the checkpoint files of the int8 models."""
+    files: dict[str, bytes] = {}
+    for name in BACKBONES:
+        inputs = torch.cat([w[INPUT[name]] for w in calibration])  # (clips, ...): every sub-sequence's input
+        converted = engine.convert(getattr(model, name), CONVERTED[name], inputs[:1])
+        xml, weights = engine.to_bytes(engine.quantize(converted, list(inputs.split(INFERENCE_CLIPS))))
+        files |= dict(zip(model_files(name), (xml, weights), strict=True))
+        setattr(model, name, engine_backbone(name, xml, weights))
+    return files
+
+
 def _check_out(out: str) -> None:
     """``out`` is new, or a quantized checkpoint (which it replaces): never another run's checkpoint."""
     if not os.path.lexists(out):
@@ -113,37 +137,24 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
         raise ValueError(f"{data}: quantize needs windows of at least 2 videos (calibration and held out), found "
                          f"{len(names)} ({len(ds.index)} windows)")
     names = _pick(names, videos or len(names))
-    test = [n for n in names if n in set(state.get("split", {}).get("test", []))]
-    held = test if 0 < len(test) < len(names) else names[3::4] or names[-1:]
+    held = _held_out(names, state.get("split", {}).get("test", []))
     calibration = _windows(ds, [n for n in names if n not in held], calibration_windows)
     held_out = _windows(ds, held, held_out_windows)
     log(f"quantize: calibrating on {len(calibration)} windows of {len(names) - len(held)} videos, measuring on "
         f"{len(held_out)} windows of {len(held)} held-out videos")
 
-    video = torch.cat([w["video"] for w in calibration])
-    audio = torch.cat([w["audio"] for w in calibration])
     fp32_backbones = {name: getattr(model, name) for name in BACKBONES}
-    quantized = {
-        "video_backbone": engine.quantize(engine.convert(model.video_backbone, "forward_map", video[:1]),
-                                          list(video.split(INFERENCE_CLIPS))),
-        "audio_backbone": engine.quantize(engine.convert(model.audio_backbone, "forward", audio[:1]),
-                                          list(audio.split(INFERENCE_CLIPS))),
-    }
-    files: dict[str, bytes] = {}
-    for name, qmodel in quantized.items():
-        xml, weights = engine.to_bytes(qmodel)
-        files |= dict(zip(model_files(name), (xml, weights), strict=True))
-        setattr(model, name, engine_backbone(name, xml, weights))
+    files = _quantize_backbones(model, calibration)
     int8 = _features(model, held_out)
     for name, module in fp32_backbones.items():
         setattr(model, name, module)
     report = accuracy_report(_features(model, held_out), int8, held_out)
     report |= {"calibration_windows": len(calibration), "calibration_videos": len(names) - len(held),
                "held_out_videos": held, "min_ccc": min_ccc}
-    worst = min(("valence", "arousal"), key=lambda d: report["predictions"][f"ccc_{d}"])
-    figure = report["predictions"][f"ccc_{worst}"]
-    if not figure >= min_ccc:  # (NaN too)
-        raise ValueError(f"int8 is not accurate enough: CCC(fp32, int8) of {worst} is {figure:.4f} < {min_ccc} on "
+    figures = {d: report["predictions"][f"ccc_{d}"] for d in ("valence", "arousal")}
+    short = [f"{d} is {f:.4f}" for d, f in figures.items() if not f >= min_ccc]  # (NaN too)
+    if short:
+        raise ValueError(f"int8 is not accurate enough: CCC(fp32, int8) of {' and '.join(short)} < {min_ccc} on "
                          f"{report['held_out_steps']} held-out steps; nothing written (more calibration windows, or a "
                          f"lower --min-ccc if you accept it)")
     info = {"engine": engine.ENGINE, "engine_version": engine.version(),

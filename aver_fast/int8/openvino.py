@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -131,9 +131,3 @@ class EngineModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.what}, {ENGINE} int8"
-
-
-def calibration_batches(clips: Iterable[torch.Tensor], size: int) -> list[torch.Tensor]:
-    """``clips`` (each ``(N, ...)``) regrouped in batches of ``size`` items."""
-    flat = torch.cat(list(clips))
-    return list(flat.split(size))
