@@ -94,6 +94,16 @@ def _quantize_backbones(model: torch.nn.Module, calibration: list[dict]) -> dict
     return files
 
 
+def check_accuracy(report: dict, min_ccc: float) -> None:
+    """Raise ValueError naming each dimension whose CCC(fp32, int8) in ``report`` is below ``min_ccc`` (or NaN)."""
+    figures = {d: report["predictions"][f"ccc_{d}"] for d in ("valence", "arousal")}
+    short = [f"{d} is {f:.4f}" for d, f in figures.items() if not f >= min_ccc]  # (NaN too)
+    if short:
+        raise ValueError(f"int8 is not accurate enough: CCC(fp32, int8) of {' and '.join(short)} < {min_ccc} on "
+                         f"{report['held_out_steps']} held-out steps; nothing written (more calibration windows, or a "
+                         f"lower --min-ccc if you accept it)")
+
+
 def _check_out(out: str) -> None:
     """``out`` is new, or a quantized checkpoint (which it replaces): never another run's checkpoint."""
     if not os.path.lexists(out):
@@ -151,12 +161,7 @@ def quantize_checkpoint(source: str, data: str, out: str, videos: int | None = N
     report = accuracy_report(_features(model, held_out), int8, held_out)
     report |= {"calibration_windows": len(calibration), "calibration_videos": len(names) - len(held),
                "held_out_videos": held, "min_ccc": min_ccc}
-    figures = {d: report["predictions"][f"ccc_{d}"] for d in ("valence", "arousal")}
-    short = [f"{d} is {f:.4f}" for d, f in figures.items() if not f >= min_ccc]  # (NaN too)
-    if short:
-        raise ValueError(f"int8 is not accurate enough: CCC(fp32, int8) of {' and '.join(short)} < {min_ccc} on "
-                         f"{report['held_out_steps']} held-out steps; nothing written (more calibration windows, or a "
-                         f"lower --min-ccc if you accept it)")
+    check_accuracy(report, min_ccc)
     info = {"engine": engine.ENGINE, "engine_version": engine.version(),
             "files": {name: model_files(name) for name in BACKBONES},
             "source": {"checkpoint": source, "digest": checkpoint_digest(source)}, "report": report}

@@ -147,3 +147,46 @@ def test_a_cpu_the_engine_cannot_run_is_one_line(setup, tmp_path):
                           str(tmp_path / "p")), prelude=refuse)
     assert "cannot run the int8 model on this CPU: CPU plugin: unsupported instruction set" in err
     assert not os.path.exists(tmp_path / "p")
+
+
+def test_which_videos_are_held_out_and_which_windows_are_drawn():
+    from aver_fast.quantization import _held_out, _pick
+
+    names = [f"v{i}" for i in range(9)]
+    assert _held_out(names, ["v2", "v5", "other"]) == ["v2", "v5"]  # the run's test videos present here
+    assert _held_out(names, []) == ["v3", "v7"]  # else every fourth
+    assert _held_out(names[:2], names[:2]) == ["v1"]  # all of them test videos: one is kept out, one calibrates
+    assert _held_out(names[:3], []) == ["v2"]
+    assert _pick(list(range(10)), 4) == [0, 2, 5, 7] and _pick([1, 2], 5) == [1, 2]
+
+
+@pytest.mark.parametrize("valence, arousal, named", [(0.99, float("nan"), ["arousal is nan"]),
+                                                     (0.5, 0.97, ["valence is 0.5000", "arousal is 0.9700"]),
+                                                     (0.99, 0.98, [])])
+def test_the_accuracy_gate_names_every_short_dimension(valence, arousal, named):
+    from aver_fast.quantization import check_accuracy
+
+    report = {"predictions": {"ccc_valence": valence, "ccc_arousal": arousal}, "held_out_steps": 64}
+    if not named:
+        check_accuracy(report, 0.98)
+        return
+    with pytest.raises(ValueError) as e:
+        check_accuracy(report, 0.98)
+    assert all(n in str(e.value) for n in named) and "64 held-out steps" in str(e.value)
+
+
+@pytest.mark.parametrize("change", [lambda i: i.update(engine="onnxruntime"),
+                                    lambda i: i["files"].pop("audio_backbone"),
+                                    lambda i: i["files"].update(video_backbone=["../x.xml", "x.bin"]),
+                                    lambda i: i.update(source="elsewhere")])
+def test_a_crafted_int8_entry_is_refused(change):
+    from aver_fast.checkpoint import CheckpointError
+    from aver_fast.int8 import check_info, model_files
+    from aver_fast.models.base import BACKBONES
+
+    info = {"engine": "openvino", "files": {b: list(model_files(b)) for b in BACKBONES},
+            "source": {"checkpoint": "run/best"}}
+    assert check_info(info, "run/int8", BACKBONES) is info
+    change(info)
+    with pytest.raises(CheckpointError, match="int8 entry is not one aver-fast quantize writes"):
+        check_info(info, "run/int8", BACKBONES)
