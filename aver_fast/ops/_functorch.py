@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch.autograd import forward_ad
 
 BATCHED = "batched"   # a tensor argument whose leading dims are batch dims: the vmapped dim joins them
 CONSTANT = "constant"  # a tensor argument shared by the batch (window, weight): batched only per sample
@@ -21,6 +22,11 @@ CONSTANT = "constant"  # a tensor argument shared by the batch (window, weight):
 def active() -> bool:
     """True inside a torch.func transform (grad, vjp, jacrev, jacfwd, vmap, functional_call under them)."""
     return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def forward_mode() -> bool:
+    """True while forward-mode AD runs: ``torch.func.jvp``/``jacfwd`` or ``torch.autograd.forward_ad``."""
+    return forward_ad._current_level >= 0
 
 
 def differentiable(op: Callable, setup_context: Callable, backward: Callable, jvp: Callable) -> Callable:
@@ -44,7 +50,14 @@ def differentiable(op: Callable, setup_context: Callable, backward: Callable, jv
     })
 
     def call(*args):
-        return fn.apply(*args) if active() else op(*args)
+        if torch.compiler.is_compiling():
+            return op(*args)
+        if torch._C._functorch.peek_interpreter_stack() is not None:
+            return fn.apply(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            return op(*args)
+        with torch._C._AutoDispatchBelowAutograd():  # nothing to differentiate: no autograd kernel in Python
+            return op(*args)
     return call
 
 

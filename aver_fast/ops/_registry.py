@@ -16,6 +16,9 @@ Selection for ``(op, device, dtype)``:
 3. otherwise the first backend in priority order that is available and supports the device, dtype and arguments
    (Triton is picked automatically on CUDA only: on CPU it runs in the interpreter, for testing, when asked for);
 4. ``reference`` as the last resort.
+
+Under forward-mode AD (``torch.autograd.forward_ad``, outside torch.func) every op runs its reference, the only
+backend that carries tangents; a requested fused backend raises there.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _autotune
+from . import _autotune, _functorch
 
 BACKENDS = ("triton", "cpp", "reference")
 ENV_VAR = "AVER_FAST_BACKEND"
@@ -155,11 +158,22 @@ def requested_backend(backend: str | None) -> str | None:
     return check_name(name, "backend=" if backend is not None else f"${ENV_VAR}=")
 
 
+def _forward_ad() -> bool:
+    """Inside ``torch.autograd.forward_ad.dual_level`` outside torch.func (whose ``jvp`` the fused ops support through
+    :mod:`aver_fast.ops._functorch`): the fused ops' autograd would drop the tangents."""
+    return _functorch.forward_mode() and torch._C._functorch.peek_interpreter_stack() is None
+
+
 def select(op: str, device: torch.device, dtype: torch.dtype, backend: str | None = None,
            args: tuple | None = None) -> Backend:
     """The backend that runs ``op`` on ``device``/``dtype`` (for ``args``, when given); see the module docstring."""
     entry = _OPS[op]
     name = requested_backend(backend)
+    if _forward_ad():
+        if name not in (None, "reference"):
+            raise RuntimeError(f"aver_fast.{op}: backend {name!r} was requested but cannot run under forward-mode AD "
+                               "(torch.autograd.forward_ad): only the reference carries tangents; use torch.func.jvp")
+        return _observed(op, entry.backends["reference"])
     if name is not None:
         b = entry.backends.get(name)
         reason = _why_not(b, device, dtype, args)

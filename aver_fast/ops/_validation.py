@@ -69,6 +69,8 @@ def upcast_half(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _autocast_on(t: object) -> bool:
+    if not torch._C._is_any_autocast_enabled():  # the common case, decided without looking at the device
+        return False
     if not isinstance(t, torch.Tensor) or t.device.type not in ("cpu", "cuda", "xpu", "mps"):
         return False
     return torch.is_autocast_enabled(t.device.type)

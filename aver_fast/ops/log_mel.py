@@ -325,6 +325,8 @@ def _nonfinite_frames(waveform: torch.Tensor, out: torch.Tensor, p: MelParams) -
 def _fused_accepts(waveform: torch.Tensor, p: MelParams, given: tuple | None = None) -> str | None:
     if waveform.requires_grad and torch.is_grad_enabled():
         return "the fused kernels have no backward; a waveform that requires grad goes through the reference"
+    if _functorch.forward_mode():
+        return "the fused kernels carry no tangents; under forward-mode AD (jvp, jacfwd) the reference runs"
     if p.power != 2.0 or not p.db:
         return f"the fused kernels compute dB of the power spectrum (got power={p.power}, db={p.db})"
     return None

@@ -122,3 +122,59 @@ def test_log_mel_grad_under_torch_func_goes_through_the_reference():
     leaf = x.clone().requires_grad_()
     want = torch.autograd.grad(log_mel(leaf, **kwargs).sum(), leaf)[0]
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+FORWARD_AD_OPS = {
+    "tlab": lambda x, backend: tlab_attention(x, x * 2, x.sin(), backend=backend),
+    "jca": lambda x, backend: jca_correlation(x, torch.outer(x[0, 0], x[1, 1]).cos(), x.exp(), backend=backend),
+    "log_mel": lambda x, backend: log_mel(x.flatten(1), sample_rate=16000, n_fft=16, win_length=12, hop_length=6,
+                                          n_mels=4, backend=backend),
+}
+
+
+@pytest.mark.parametrize("op", sorted(FORWARD_AD_OPS))
+def test_forward_mode_ad_outside_torch_func_carries_tangents(op):
+    """``torch.autograd.forward_ad``: the fused ops' autograd dropped the tangent (None), and the fused log_mel gave
+    a zero one under ``torch.func.jvp``. Now the automatic choice runs the reference there and a requested fused
+    backend refuses in one line."""
+    require_cpp()
+    import torch.autograd.forward_ad as fwad
+
+    torch.manual_seed(0)
+    x, t = torch.randn(3, 7, 12, dtype=torch.float64), torch.randn(3, 7, 12, dtype=torch.float64)
+    f = FORWARD_AD_OPS[op]
+    _, want = torch.func.jvp(lambda a: f(a, "reference"), (x,), (t,))
+    with fwad.dual_level():
+        out = f(fwad.make_dual(x, t), None)
+        got = fwad.unpack_dual(out).tangent
+        assert got is not None
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        with pytest.raises(RuntimeError, match="cannot run under forward-mode AD"):
+            f(fwad.make_dual(x, t), "cpp")
+    _, auto = torch.func.jvp(lambda a: f(a, None), (x,), (t,))
+    torch.testing.assert_close(auto, want, rtol=1e-10, atol=1e-10)
+    if op == "log_mel":  # no backward, no tangents: a fused log_mel under torch.func's jvp refuses (it gave 0)
+        with pytest.raises(RuntimeError, match="carry no tangents"):
+            torch.func.jvp(lambda a: f(a, "cpp"), (x,), (t,))
+    else:  # under torch.func's jvp TLAB and JCA keep the fused forward, with the reference's tangents
+        _, fused = torch.func.jvp(lambda a: f(a, "cpp"), (x,), (t,))
+        torch.testing.assert_close(fused, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "no_input_requires_grad"])
+def test_calls_without_a_gradient_skip_autograd_and_match(mode):
+    """Calls that need no gradient go below autograd (no Python autograd kernel): same values, no graph; a call
+    whose input requires grad still records one."""
+    require_cpp()
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 20) for _ in range(3))
+    want = tlab_attention(q, k, v, backend="reference")
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}.get(mode, torch.enable_grad)
+    if mode != "no_input_requires_grad":
+        q.requires_grad_()
+    with context():
+        out = tlab_attention(q, k, v, backend="cpp")
+    assert out.grad_fn is None and not out.requires_grad
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+    leaf = q.detach().requires_grad_()
+    assert tlab_attention(leaf, k, v, backend="cpp").grad_fn is not None
