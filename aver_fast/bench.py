@@ -3,9 +3,10 @@ helper (:func:`timer`, parametrised by device), shared by ``aver-fast bench``, `
 ``benchmarks/gpu_suite.py``.
 
 Every case times, in one process: the reference, the compiled C++ kernel and the best PyTorch-native alternative
-(two ``scaled_dot_product_attention`` calls for TLAB; ``torch.compile`` of the reference where it helps). Times
-are medians (with min and max) of repeated calls after warm-up; GFLOP/s count the useful flops of the op
-(6·L²·D per TLAB problem: three L×L×D products) and are set against the machine's measured large-matmul peak.
+(two ``scaled_dot_product_attention`` calls for TLAB; ``torch.compile`` of the reference where it helps), their
+runs interleaved (:func:`measure_together`). Times are medians (with min and max) of repeated calls after warm-up;
+GFLOP/s count the useful flops of the op (6·L²·D per TLAB problem: three L×L×D products) and are set against the
+machine's measured large-matmul peak.
 """
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ def measure(fn: Callable[[], object], min_time: float = 0.3, warmup: int = 3, ma
         fn()
         times.append(time.perf_counter() - t)
     return Timing(statistics.median(times), min(times), max(times))
+
+
+def measure_together(fns: dict[str, Callable[[], object]], min_time: float = 0.3, rounds: int = 10,
+                     warmup: int = 3) -> dict[str, Timing]:
+    """:func:`measure` of each of ``fns`` with their runs interleaved: ``rounds`` turns, each giving every function
+    ``min_time / rounds`` seconds, so a burst of load on a shared machine slows all of them, not the one that
+    happened to be timed then (the ratios between them are what a benchmark reports)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            while len(times[name]) < 1 or time.perf_counter() - start < min_time / rounds:
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    return {name: Timing(statistics.median(ts), min(ts), max(ts)) for name, ts in times.items()}
 
 
 def timer(device: str, quick: bool = False) -> Callable[[Callable[[], object]], float]:
@@ -290,7 +310,7 @@ def run_all(compile_ref: bool = True, log: Callable[[str], None] = print) -> str
              "| GFLOP/s | % of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
     for case in all_cases:
-        results = {name: measure(fn) for name, fn in case.impls.items()}
+        results = measure_together(case.impls)
         medians = {n: t.median for n, t in results.items()}
         speedup = ratios(medians)
         native = best_native(medians)

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,3 +59,18 @@ def test_tlab_phases_harness_builds_and_runs(tmp_path):
         run = subprocess.run([exe, str(L), str(D), "2"], capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         assert "forward (all of the above)" in run.stdout and "backward" in run.stdout, run.stdout
+
+
+def test_measure_together_interleaves_the_functions():
+    """Each function is timed in every round, in turns, so a burst of load cannot land on one of them only."""
+    from aver_fast.bench import measure_together
+
+    calls: list[str] = []
+    slow = lambda: (calls.append("slow"), time.sleep(0.002))  # noqa: E731
+    fast = lambda: calls.append("fast")  # noqa: E731
+    timings = measure_together({"slow": slow, "fast": fast}, min_time=0.04, rounds=4, warmup=1)
+    assert calls[:2] == ["slow", "fast"]  # the warm-up
+    turns = [name for i, name in enumerate(calls[2:]) if i == 0 or calls[2:][i - 1] != name]
+    assert turns == ["slow", "fast"] * 4
+    assert timings["slow"].lo >= 0.002 > timings["fast"].median
+    assert timings["slow"].lo <= timings["slow"].median <= timings["slow"].hi

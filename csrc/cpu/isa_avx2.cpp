@@ -5,6 +5,7 @@
 #include "isa.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>  // before the target pragma (blas.h uses it): included under it, its intrinsics mismatch
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define AVER_ISA avx2

@@ -5,14 +5,13 @@
 #include "isa.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>  // before the target pragma (blas.h uses it): included under it, its intrinsics mismatch
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define AVER_ISA avx512
 #define AVER_VEC_BYTES 64
 #include "isa_impl.h"
 #pragma GCC pop_options
-
-#include <immintrin.h>
 
 namespace aver_fast_cpu {
 namespace avx512 {
