@@ -40,10 +40,19 @@ def flags() -> frozenset[str]:
 
 @functools.cache
 def model_name() -> str:
-    """The CPU's model as the OS names it (/proc/cpuinfo), else what Python's platform module knows."""
+    """The CPU's model as the OS names it (/proc/cpuinfo) with its family and model numbers, which tell apart what a
+    virtual machine's generic name hides (``AMD EPYC (family 25, model 17)``: Zen 4; family 26: Zen 5); else what
+    Python's platform module knows."""
+    fields: dict[str, str] = {}
     for line in _cpuinfo().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
+        if not line.strip():
+            break  # the first processor's block is enough
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" in fields:
+        ids = (f" (family {fields['cpu family']}, model {fields['model']})"
+               if fields.get("cpu family", "").isdigit() and fields.get("model", "").isdigit() else "")
+        return fields["model name"] + ids
     import platform
     return platform.processor() or platform.machine()
 
