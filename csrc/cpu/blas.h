@@ -10,16 +10,12 @@
 
 namespace aver_fast_cpu {
 namespace AVER_ISA {
+
 #ifdef AVER_TRANSPOSE_8X8
 constexpr bool FAST_FLOAT_TRANSPOSE = true;  // float transposes go through 8 x 8 register blocks (transpose8x8)
 #else
 constexpr bool FAST_FLOAT_TRANSPOSE = false;
 #endif
-}  // namespace AVER_ISA
-}  // namespace aver_fast_cpu
-
-namespace aver_fast_cpu {
-namespace AVER_ISA {
 
 // Own tiny helpers instead of std::max/std::fill: every function in this namespace is compiled for one ISA, and
 // out-of-line copies of std templates instantiated here could be picked by the linker for baseline code.
@@ -275,8 +271,8 @@ inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* 
     c8 = cols & ~int64_t(7);
     for (int64_t c = 0; c < c8; c += 8)
       for (int64_t r = 0; r < r8; r += 8)
-        transpose8x8(reinterpret_cast<const float*>(src + r * lds + c), lds, reinterpret_cast<float*>(dst + c * ldd + r),
-                     ldd);
+        transpose8x8(reinterpret_cast<const float*>(src + r * lds + c), lds,
+                     reinterpret_cast<float*>(dst + c * ldd + r), ldd);
   }
 #endif
   transpose_scalar(int64_t(0), r8, c8, cols, src, lds, dst, ldd);
