@@ -163,8 +163,8 @@ def test_forward_mode_ad_outside_torch_func_carries_tangents(op):
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "no_input_requires_grad"])
 def test_calls_without_a_gradient_skip_autograd_and_match(mode):
-    """Calls that need no gradient go below autograd (no Python autograd kernel): same values, no graph; a call
-    whose input requires grad still records one."""
+    """Calls that need no gradient (which skip the Python autograd kernel) give the reference's values and build no
+    graph; a call whose input requires grad still records one."""
     require_cpp()
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 9, 20) for _ in range(3))
