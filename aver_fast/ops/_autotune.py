@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 
 from ..cpu import model_name
+from ._functorch import needs_grad  # a call that builds a graph: its backward is timed and keyed too
 
 ENV_VAR = "AVER_FAST_AUTOTUNE"
 CACHE_ENV = "AVER_FAST_CACHE_DIR"
@@ -127,14 +128,9 @@ def _bucket(x: object) -> str:
     return repr(x)
 
 
-def _needs_grad(args: tuple) -> bool:
-    """The call builds a graph: its backward is part of what is timed (and of the key)."""
-    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-
-
 def key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
     shapes = ",".join(_bucket(a) for a in args)
-    mode = "fwd+bwd" if _needs_grad(args) else "fwd"
+    mode = "fwd+bwd" if needs_grad(args) else "fwd"
     return f"{op}|{_device_name(device)}|{str(dtype).removeprefix('torch.')}|{shapes}|{mode}"
 
 
@@ -170,7 +166,7 @@ TIMER: Callable[[torch.device], Callable[[Callable[[], object]], float]] = _defa
 
 def _call(backend, args: tuple) -> Callable[[], object]:
     """One timed call: fresh leaves for the tensors that require grad, and a backward when any does."""
-    grad = _needs_grad(args)
+    grad = needs_grad(args)
 
     def run() -> None:
         if not grad:
@@ -191,7 +187,7 @@ MAX_KEYS = 4096  # exact signatures remembered (variable-length inputs make many
 def _memo_key(op: str, device: torch.device, dtype: torch.dtype, args: tuple) -> str:
     from . import _ext
 
-    sig = (op, device, dtype, _needs_grad(args), torch.get_num_threads(), _ext.cpu_isa(),
+    sig = (op, device, dtype, needs_grad(args), torch.get_num_threads(), _ext.cpu_isa(),
            repr([a.shape if isinstance(a, torch.Tensor) else "f" if isinstance(a, float) else a for a in args]))
     k = _KEYS.get(sig)
     if k is None:

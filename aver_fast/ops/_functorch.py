@@ -29,6 +29,11 @@ def forward_mode() -> bool:
     return forward_ad._current_level >= 0
 
 
+def needs_grad(args: tuple) -> bool:
+    """Whether a call with ``args`` builds a graph: grad mode on and a tensor among them that requires grad."""
+    return torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
 def differentiable(op: Callable, setup_context: Callable, backward: Callable, jvp: Callable) -> Callable:
     """``op`` as a function that torch.func can differentiate: the op itself outside transforms, else an
     ``autograd.Function`` with ``setup_context``/``backward`` (those given to ``register_autograd``), forward-mode
@@ -54,7 +59,7 @@ def differentiable(op: Callable, setup_context: Callable, backward: Callable, jv
             return op(*args)
         if torch._C._functorch.peek_interpreter_stack() is not None:
             return fn.apply(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        if needs_grad(args):
             return op(*args)
         with torch._C._AutoDispatchBelowAutograd():  # nothing to differentiate: no autograd kernel in Python
             return op(*args)
