@@ -2,10 +2,11 @@
 forward+backward) times every backend that can run it and keeps the fastest, in memory and on disk.
 
 * On by default on CUDA, where nobody has measured which backend wins on which card. On CPU by default only for the
-  calls where the fixed rule may lose: those a backend's ``measure_when`` flags (the C++ kernels parallelise over
-  (batch, head) problems, so a call with fewer large problems than threads is measured against the reference,
-  whose matmuls use every thread). ``AVER_FAST_AUTOTUNE=1`` turns it on for every call on every device, ``=0``
-  off everywhere (the fixed priority rule). ``backend=`` always wins.
+  calls where the fixed rule may lose: those a backend's ``measure_when`` flags (the C++ TLAB kernel parallelises
+  over (batch, head) problems, and over row blocks of a problem, with a fork-join per phase, only when there are
+  at most half as many problems as threads, so a call with fewer large problems than threads is measured against
+  the reference, whose matmuls use every thread). ``AVER_FAST_AUTOTUNE=1`` turns it on for every call on every
+  device, ``=0`` off everywhere (the fixed priority rule). ``backend=`` always wins.
 * Timing: warm-up (on CPU :data:`CPU_WARMUP` seconds of calls: after a single-threaded kernel, the other cores
   take a moment to catch up), then the median of :data:`REPEATS` calls (CUDA events on a GPU; on CPU, wall clock
   over at least :data:`CPU_WINDOW` seconds per round), in :data:`ROUNDS` rounds that alternate the candidates (each

@@ -167,9 +167,10 @@ BLOCKED_WORK = 1 << 23   # ... from which the BLAS's cache blocking may beat the
 
 def _may_lose(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> bool:
     """Where the C++ kernel may be slower than the reference, so the call is measured (see
-    :mod:`aver_fast.ops._autotune`): it runs each (batch, head) problem on one thread, so fewer problems than threads,
-    each ``MEASURED_WORK`` or more, may go faster in the reference's matmuls on every thread; and problems of
-    ``BLOCKED_WORK`` or more outgrow its unblocked products."""
+    :mod:`aver_fast.ops._autotune`): a call with fewer problems than threads, each ``MEASURED_WORK`` or more, runs
+    with each problem's rows split over at most L/16 threads and a fork-join per phase, and may still go faster in
+    the reference's matmuls on every thread; and problems of ``BLOCKED_WORK`` or more outgrow its unblocked
+    products."""
     L, D = q.shape[-2:]
     work = L * L * D
     return work >= BLOCKED_WORK or (work >= MEASURED_WORK and q.numel() // (L * D) < torch.get_num_threads())

@@ -41,7 +41,7 @@ inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const cha
 }
 
 // Runs fn(i, scratch) for i in [0, n) over at::parallel_for, with one scratch buffer of `scratch` entries per
-// worker chunk (problems are independent, so results do not depend on the thread count). Buffers up to
+// worker chunk (problems are independent, so results do not depend on how they are shared out). Buffers up to
 // KEPT_SCRATCH_BYTES stay with their thread between calls (no allocation per call); larger ones are freed after it.
 constexpr int64_t KEPT_SCRATCH_BYTES = int64_t(4) << 20;
 

@@ -13,6 +13,44 @@ namespace aver_fast_cpu {
 inline bool tlab_associate_left(int64_t L, int64_t D) { return L < D; }
 inline int64_t tlab_mid_cols(int64_t L, int64_t D) { return tlab_associate_left(L, D) ? L : D; }
 
+// One problem split by rows across threads (tlab_attention.cpp, for calls with fewer problems than threads). Each
+// phase runs on row blocks [r0, r1) of every problem; between phases the blocks' column partials (`part`, L entries
+// per block) are combined into `red`: after FWD_ROWS their maximum, after FWD_COL_EXP 1 / their sum, after
+// BWD_PRODUCTS their sum.
+enum TlabForwardPhase : int {
+  FWD_ROWS,       // S rows = s Q K^T (unless given), G rows = their softmax; part: S's column maxima over the rows
+  FWD_COL_EXP,    // P rows = exp(S - red); part: their column sums
+  FWD_COL_SCALE,  // P rows *= red (= 1 / column sums): P = A_L^T
+  FWD_PRODUCT,    // left: mid rows = G P^T rows, O rows = mid rows V; right: mid rows = (P^T V) rows
+  FWD_OUTPUT,     // right: O rows = G rows mid; left: nothing
+  FWD_PHASES
+};
+enum TlabBackwardPhase : int {
+  BWD_ROWS,       // dG rows (through the row softmax); dmid rows (right: dU) and, left, dV rows
+  BWD_PRODUCTS,   // dP rows = dA_L^T rows (right: and dV rows); part: column sums of dP * P
+  BWD_DQ,         // dP rows through the column softmax (red: those sums), dS = dG + dP into dG, dQ rows
+  BWD_DK,         // dK rows = s (dS^T Q) rows
+  BWD_PHASES
+};
+
+template <typename T>
+struct TlabForwardRows {
+  int64_t L, D;
+  T s;
+  const T *q, *k, *v;  // (L x D)
+  T *o, *G, *P, *mid;  // O (L x D), A_G and P (L x L; P holds S before FWD_ROWS when scores_given), mid
+  bool scores_given;   // S already in P (native bfloat16 products), FWD_ROWS only takes the softmax
+  const T* red;
+};
+template <typename T>
+struct TlabBackwardRows {
+  int64_t L, D;
+  T s;
+  const T *go, *q, *k, *v, *G, *P, *mid;  // dO, inputs and the forward's kept A_G, P, mid
+  T *dq, *dk, *dv, *dG, *dP, *dmid;       // gradients, and L x L, L x L, L x mid work space shared by the blocks
+  const T* red;
+};
+
 template <typename T>
 struct KernelTable {
   int64_t (*tlab_forward_scratch)(int64_t L, int64_t D);
@@ -22,6 +60,9 @@ struct KernelTable {
   void (*tlab_forward_from_scores)(int64_t L, int64_t D, const T* v, T* o, T* G, T* P, T* mid, T* scratch);
   void (*tlab_backward)(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
                         const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch);
+  int64_t (*tlab_rows_scratch)(int64_t L, int64_t D);  // per block, for both of the following
+  void (*tlab_forward_rows)(int phase, const TlabForwardRows<T>& a, int64_t r0, int64_t r1, T* part, T* scratch);
+  void (*tlab_backward_rows)(int phase, const TlabBackwardRows<T>& a, int64_t r0, int64_t r1, T* part, T* scratch);
   int64_t (*mel_scratch)(int64_t n_fft);
   void (*mel_block)(const MelPlan<T>& p, const T* wav, int64_t t0, int64_t nt, T* out, T* scratch);
 };

@@ -8,7 +8,8 @@ namespace AVER_ISA {
 template <typename T>
 KernelTable<T> make_table() {
   return {&tlab_forward_scratch, &tlab_backward_scratch, &tlab_forward_problem<T>, &tlab_forward_from_scores<T>,
-          &tlab_backward_problem<T>, &mel_scratch, &log_mel_block<T>};
+          &tlab_backward_problem<T>, &tlab_rows_scratch, &tlab_forward_rows<T>, &tlab_backward_rows<T>,
+          &mel_scratch, &log_mel_block<T>};
 }
 
 }  // namespace AVER_ISA

@@ -1,10 +1,13 @@
-// CPU implementation of aver_fast::tlab_attention(_train, _backward) on (..., L, D) tensors: one (batch, head)
-// problem per task. tlab_attention keeps A_G, P = A_L^T and the intermediate in per-thread scratch (no (..., L, L)
-// tensor is allocated); tlab_attention_train returns them for tlab_attention_backward, which recomputes nothing.
-// bfloat16/float16 are computed in float32 inside: each problem's inputs are converted into the thread's scratch,
-// its outputs rounded back (the kept A_G, P and intermediate stay float32); where the CPU multiplies bfloat16
-// natively (AVX512-BF16), S = s Q K^T of bfloat16 inputs is computed from them directly, accumulating in float32:
-// the same products, as the inputs are already bfloat16.
+// CPU implementation of aver_fast::tlab_attention(_train, _backward) on (..., L, D) tensors: one (batch, head) problem
+// per task, or, where a call has at most half as many problems as threads, each problem's rows split into blocks run as
+// the phases of isa.h (row_blocks). tlab_attention keeps A_G, P = A_L^T and the intermediate in per-thread scratch (no
+// (..., L, L) tensor is allocated); tlab_attention_train returns them for tlab_attention_backward, which recomputes
+// nothing. bfloat16/float16 are computed in float32 inside: each problem's inputs are converted into the thread's
+// scratch, its outputs rounded back (the kept A_G, P and intermediate stay float32); where the CPU multiplies bfloat16
+// natively (AVX512-BF16), S = s Q K^T of bfloat16 inputs is computed from them directly, accumulating in float32: the
+// same products, as the inputs are already bfloat16.
+#include <algorithm>
+
 #include "common.h"
 
 namespace aver_fast_cpu {
@@ -32,6 +35,47 @@ std::vector<int64_t> with_last(const at::Tensor& t, int64_t cols) {
   std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
   shape.back() = cols;
   return shape;
+}
+
+// Row blocks per problem: a call with at most half as many problems as threads splits each problem's rows across
+// the threads it would leave idle (blocks of SPLIT_MIN_ROWS rows or more), for problems of SPLIT_MIN_WORK
+// multiply-adds (L^2 D) or more; below that the phases' extra fork-joins cost more than they save.
+constexpr int64_t SPLIT_MIN_ROWS = 16;
+constexpr int64_t SPLIT_MIN_WORK = int64_t(1) << 18;
+
+int64_t row_blocks(const Problems& p) {
+  const int64_t threads = at::get_num_threads();
+  if (p.N == 0 || 2 * p.N > threads || p.L * p.L * p.D < SPLIT_MIN_WORK) return 1;
+  const int64_t blocks = threads / p.N, most = p.L / SPLIT_MIN_ROWS;
+  return blocks < most ? blocks : most;
+}
+
+// Runs phase(problem, r0, r1, part, scratch) on every row block [r0, r1) of every problem in parallel; part: that
+// block's L column partials in parts (problem-major, `blocks` per problem), for combine.
+template <typename T, typename Phase>
+void over_row_blocks(const Problems& p, int64_t blocks, int64_t scratch, T* parts, Phase&& phase) {
+  const int64_t rows = (p.L + blocks - 1) / blocks;
+  for_each_problem<T>(p.N * blocks, scratch, [&](int64_t t, T* buf) {
+    const int64_t r0 = (t % blocks) * rows, r1 = std::min(p.L, r0 + rows);
+    if (r0 < r1) phase(t / blocks, r0, r1, parts + t * p.L, buf);
+  });
+}
+
+// red (L per problem) = the maximum (or the sum, then 1 / it when invert) of each problem's blocks' partials, in
+// block order (so the result depends on the block count only).
+template <typename T>
+void combine(const Problems& p, int64_t blocks, const T* parts, T* red, bool max, bool invert) {
+  const int64_t rows = (p.L + blocks - 1) / blocks, used = (p.L + rows - 1) / rows;
+  for (int64_t i = 0; i < p.N; ++i) {
+    const T* part = parts + i * blocks * p.L;
+    T* out = red + i * p.L;
+    std::copy(part, part + p.L, out);
+    for (int64_t b = 1; b < used; ++b)
+      for (int64_t c = 0; c < p.L; ++c)
+        out[c] = max ? std::max(out[c], part[b * p.L + c]) : out[c] + part[b * p.L + c];
+    if (invert)
+      for (int64_t c = 0; c < p.L; ++c) out[c] = T(1) / out[c];
+  }
 }
 
 // The n values at src as the compute type, in buf (or src itself when no conversion is needed). bfloat16 by its
@@ -115,6 +159,46 @@ void forward_typed(const Problems& p, const at::Tensor& q, const at::Tensor& k, 
   });
 }
 
+// forward_typed with each problem's rows split into `blocks` blocks (see row_blocks) on compute-dtype tensors;
+// bf16q/bf16k: the bfloat16 inputs where S is computed natively from them, else nullptr.
+template <typename T>
+void forward_split(const Problems& p, int64_t blocks, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                   at::Tensor& out, at::Tensor* kept, double scale, const at::Tensor* bf16q, const at::Tensor* bf16k) {
+  const auto& kt = cpu_kernels().get<T>();
+  const int64_t L = p.L, D = p.D, LD = L * D, LL = L * L, LM = L * p.mid;
+  at::Tensor G, P, M;
+  if (kept) {
+    G = kept[0], P = kept[1], M = kept[2];
+  } else {
+    const auto opts = q.options();
+    G = at::empty({p.N, LL}, opts), P = at::empty({p.N, LL}, opts), M = at::empty({p.N, LM}, opts);
+  }
+  std::vector<T> parts(p.N * blocks * L), red(p.N * L);
+  const GemmNtBf16 dot = bf16q ? native_bf16_dot() : nullptr;
+  const T *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>(), *vp = v.data_ptr<T>();
+  T *op = out.data_ptr<T>(), *gp = G.data_ptr<T>(), *pp = P.data_ptr<T>(), *mp = M.data_ptr<T>();
+  auto args = [&](int64_t i) {
+    return TlabForwardRows<T>{L, D, static_cast<T>(scale), qp + i * LD, kp + i * LD, vp + i * LD, op + i * LD,
+                              gp + i * LL, pp + i * LL, mp + i * LM, dot != nullptr, red.data() + i * L};
+  };
+  const int last = tlab_associate_left(L, D) ? FWD_PRODUCT : FWD_OUTPUT;
+  for (int phase = FWD_ROWS; phase <= last; ++phase) {
+    over_row_blocks<T>(p, blocks, kt.tlab_rows_scratch(L, D), parts.data(),
+                       [&](int64_t i, int64_t r0, int64_t r1, T* part, T* buf) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (phase == FWD_ROWS && dot != nullptr)  // S natively from the bfloat16 rows
+          dot(r1 - r0, L, D, static_cast<float>(scale),
+              reinterpret_cast<const uint16_t*>(bf16q->data_ptr<c10::BFloat16>()) + (i * L + r0) * D, D,
+              reinterpret_cast<const uint16_t*>(bf16k->data_ptr<c10::BFloat16>()) + i * LD, D,
+              pp + i * LL + r0 * L, L);
+      }
+      kt.tlab_forward_rows(phase, args(i), r0, r1, part, buf);
+    });
+    if (phase == FWD_ROWS) combine(p, blocks, parts.data(), red.data(), true, false);
+    if (phase == FWD_COL_EXP) combine(p, blocks, parts.data(), red.data(), false, true);
+  }
+}
+
 // O, and with keep the (..., L, L) A_G and P and the (..., L, mid) intermediate (in the compute dtype).
 std::vector<at::Tensor> run_forward(const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_, double scale,
                                     bool keep) {
@@ -128,9 +212,22 @@ std::vector<at::Tensor> run_forward(const at::Tensor& q_, const at::Tensor& k_, 
     kept[1] = at::empty(with_last(q, p.L), opts);
     kept[2] = at::empty(with_last(q, p.mid), opts);
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "aver_fast_tlab_attention", [&] {
-    forward_typed<scalar_t>(p, q, k, v, out, keep ? kept : nullptr, scale);
-  });
+  const int64_t blocks = row_blocks(p);
+  if (blocks > 1) {  // in the compute dtype: the conversions are cheap against a problem this large
+    const auto dtype = compute_dtype(q.scalar_type());
+    const bool native = q.scalar_type() == at::kBFloat16 && p.D >= NATIVE_BF16_MIN_D && native_bf16_dot();
+    const auto qc = q.to(dtype), kc = k.to(dtype), vc = v.to(dtype);
+    auto oc = dtype == q.scalar_type() ? out : at::empty_like(qc);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "aver_fast_tlab_attention", [&] {
+      forward_split<scalar_t>(p, blocks, qc, kc, vc, oc, keep ? kept : nullptr, scale, native ? &q : nullptr,
+                              native ? &k : nullptr);
+    });
+    if (!oc.is_same(out)) out.copy_(oc);
+  } else {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "aver_fast_tlab_attention", [&] {
+      forward_typed<scalar_t>(p, q, k, v, out, keep ? kept : nullptr, scale);
+    });
+  }
   if (!keep) return {out};
   return {out, kept[0], kept[1], kept[2]};
 }
@@ -181,6 +278,32 @@ void backward_typed(const Problems& p, const at::Tensor& g, const at::Tensor& q,
   });
 }
 
+// backward_typed with each problem's rows split into `blocks` blocks (see row_blocks), on compute-dtype tensors.
+template <typename T>
+void backward_split(const Problems& p, int64_t blocks, const at::Tensor& g, const at::Tensor& q, const at::Tensor& k,
+                    const at::Tensor& v, const at::Tensor& G, const at::Tensor& P, const at::Tensor& mid,
+                    at::Tensor& dq, at::Tensor& dk, at::Tensor& dv, double scale) {
+  const auto& kt = cpu_kernels().get<T>();
+  const int64_t L = p.L, D = p.D, LD = L * D, LL = L * L, LM = L * p.mid;
+  const auto dG = at::empty({p.N, LL}, q.options()), dP = at::empty({p.N, LL}, q.options());
+  const auto dmid = at::empty({p.N, LM}, q.options());
+  std::vector<T> parts(p.N * blocks * L), red(p.N * L);
+  const T *gp = g.data_ptr<T>(), *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>(), *vp = v.data_ptr<T>();
+  const T *Gp = G.data_ptr<T>(), *Pp = P.data_ptr<T>(), *mp = mid.data_ptr<T>();
+  T *dqp = dq.data_ptr<T>(), *dkp = dk.data_ptr<T>(), *dvp = dv.data_ptr<T>();
+  T *dGp = dG.data_ptr<T>(), *dPp = dP.data_ptr<T>(), *dmp = dmid.data_ptr<T>();
+  for (int phase = BWD_ROWS; phase < BWD_PHASES; ++phase) {
+    over_row_blocks<T>(p, blocks, kt.tlab_rows_scratch(L, D), parts.data(),
+                       [&](int64_t i, int64_t r0, int64_t r1, T* part, T* buf) {
+      const TlabBackwardRows<T> a{L, D, static_cast<T>(scale), gp + i * LD, qp + i * LD, kp + i * LD, vp + i * LD,
+                                  Gp + i * LL, Pp + i * LL, mp + i * LM, dqp + i * LD, dkp + i * LD, dvp + i * LD,
+                                  dGp + i * LL, dPp + i * LL, dmp + i * LM, red.data() + i * L};
+      kt.tlab_backward_rows(phase, a, r0, r1, part, buf);
+    });
+    if (phase == BWD_PRODUCTS) combine(p, blocks, parts.data(), red.data(), false, false);
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_, const at::Tensor& q_,
                                                         const at::Tensor& k_, const at::Tensor& v_,
                                                         const at::Tensor& G_, const at::Tensor& P_,
@@ -199,6 +322,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& grad_,
               G_.sizes(), ", ", P_.sizes(), ", ", mid_.sizes());
   const auto g = grad_.contiguous(), q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous();
   const auto G = G_.contiguous(), P = P_.contiguous(), mid = mid_.contiguous();
+  const int64_t blocks = row_blocks(p);
+  if (blocks > 1) {  // in the compute dtype, as in run_forward
+    const auto gc = g.to(kept), qc = q.to(kept), kc = k.to(kept), vc = v.to(kept);
+    auto dq = at::empty_like(qc), dk = at::empty_like(qc), dv = at::empty_like(qc);
+    AT_DISPATCH_FLOATING_TYPES(kept, "aver_fast_tlab_attention_backward", [&] {
+      backward_split<scalar_t>(p, blocks, gc, qc, kc, vc, G, P, mid, dq, dk, dv, scale);
+    });
+    return {dq.to(q.scalar_type()), dk.to(q.scalar_type()), dv.to(q.scalar_type())};
+  }
   auto dq = at::empty_like(q), dk = at::empty_like(q), dv = at::empty_like(q);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(), "aver_fast_tlab_attention_backward",
                                   [&] { backward_typed<scalar_t>(p, g, q, k, v, G, P, mid, dq, dk, dv, scale); });

@@ -18,6 +18,28 @@ inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
   return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
 }
 
+// The largest of the n values at x, which also raise cmax to them (cmax[c] = max(cmax[c], x[c])).
+template <typename T>
+inline T row_max_into_columns(const T* x, int64_t n, T* cmax) {
+  using V = Simd<T>;
+  T mx = x[0];
+  int64_t c = 0;
+  if (n >= V::lanes) {
+    typename V::vec vmx = V::load(x);
+    for (; c + V::lanes <= n; c += V::lanes) {
+      const typename V::vec e = V::load(x + c), m = V::load(cmax + c);
+      vmx = e > vmx ? e : vmx;
+      V::store(cmax + c, e > m ? e : m);
+    }
+    for (int64_t l = 0; l < V::lanes; ++l) mx = maxv(mx, vmx[l]);
+  }
+  for (; c < n; ++c) {
+    mx = maxv(mx, x[c]);
+    cmax[c] = maxv(cmax[c], x[c]);
+  }
+  return mx;
+}
+
 // Both softmaxes of S (L x L, given in P): G = softmax_rows(S), P = softmax_cols(S), in three passes over S instead
 // of seven: both maxima, then both exponentials (each with its own shift) with their sums, then both scalings.
 // buf: 3 L entries.
@@ -28,25 +50,7 @@ inline void tlab_softmaxes(int64_t L, T* G, T* P, T* buf) {
   T* csum = buf + L;
   T* rmax = buf + 2 * L;  // then 1 / row sums
   copy(P, L, cmax);
-  for (int64_t r = 0; r < L; ++r) {
-    const T* s = P + r * L;
-    T mx = s[0];
-    int64_t c = 0;
-    if (L >= V::lanes) {
-      typename V::vec vmx = V::load(s);
-      for (; c + V::lanes <= L; c += V::lanes) {
-        const typename V::vec x = V::load(s + c), m = V::load(cmax + c);
-        vmx = x > vmx ? x : vmx;
-        V::store(cmax + c, x > m ? x : m);
-      }
-      for (int64_t l = 0; l < V::lanes; ++l) mx = maxv(mx, vmx[l]);
-    }
-    for (; c < L; ++c) {
-      mx = maxv(mx, s[c]);
-      cmax[c] = maxv(cmax[c], s[c]);
-    }
-    rmax[r] = mx;
-  }
+  for (int64_t r = 0; r < L; ++r) rmax[r] = row_max_into_columns(P + r * L, L, cmax);
   fill(csum, L, T(0));
   for (int64_t r = 0; r < L; ++r) {
     T* s = P + r * L;
@@ -159,6 +163,104 @@ void tlab_backward_problem(int64_t L, int64_t D, T s, const T* go, const T* q, c
   for (int64_t e = 0; e < L * L; ++e) dG[e] += dP[e];
   gemm_nn<T>(L, D, L, s, dG, L, 1, k, D, dq, D, false);  // dQ = s dS K
   gemm_nn<T>(L, D, L, s, dG, 1, L, q, D, dk, D, false);  // dK = s dS^T Q
+}
+
+// ---- One problem split by rows across threads: the phases of isa.h (TlabForwardPhase, TlabBackwardPhase) on rows
+// [r0, r1); the same products as above, row block by row block, with the column reductions in partials.
+
+inline int64_t tlab_rows_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)); }
+
+template <typename T>
+void tlab_forward_rows(int phase, const TlabForwardRows<T>& a, int64_t r0, int64_t r1, T* part, T* scratch) {
+  using V = Simd<T>;
+  const int64_t L = a.L, D = a.D, R = r1 - r0;
+  T* P = a.P + r0 * L;  // this block's rows
+  T* G = a.G + r0 * L;
+  if (phase == FWD_ROWS) {
+    if (!a.scores_given) gemm_nt<T>(R, L, D, a.s, a.q + r0 * D, D, a.k, D, P, L, false, scratch);
+    copy(P, L, part);
+    for (int64_t r = 0; r < R; ++r) {
+      const T* x = P + r * L;
+      T* g = G + r * L;
+      const T mx = row_max_into_columns(x, L, part);
+      const typename V::vec shift = V::splat(mx);
+      typename V::vec vsum = V::splat(T(0));
+      int64_t c = 0;
+      for (; c + V::lanes <= L; c += V::lanes) {
+        const typename V::vec e = vexp<T>(V::load(x + c) - shift);
+        V::store(g + c, e);
+        vsum += e;
+      }
+      T sum = hsum<T, AVER_VEC_BYTES>(reinterpret_cast<const T*>(&vsum));
+      for (; c < L; ++c) sum += (g[c] = std::exp(x[c] - mx));
+      const T inv = T(1) / sum;
+#pragma omp simd
+      for (int64_t j = 0; j < L; ++j) g[j] *= inv;
+    }
+  } else if (phase == FWD_COL_EXP) {
+    fill(part, L, T(0));
+    for (int64_t r = 0; r < R; ++r) {
+      T* x = P + r * L;
+      int64_t c = 0;
+      for (; c + V::lanes <= L; c += V::lanes) {
+        const typename V::vec e = vexp<T>(V::load(x + c) - V::load(a.red + c));
+        V::store(x + c, e);
+        V::store(part + c, V::load(part + c) + e);
+      }
+      for (; c < L; ++c) part[c] += (x[c] = std::exp(x[c] - a.red[c]));
+    }
+  } else if (phase == FWD_COL_SCALE) {
+    for (int64_t r = 0; r < R; ++r)
+#pragma omp simd
+      for (int64_t c = 0; c < L; ++c) P[r * L + c] *= a.red[c];
+  } else if (tlab_associate_left(L, D)) {
+    if (phase == FWD_PRODUCT) {
+      gemm_nt<T>(R, L, L, T(1), G, L, a.P, L, a.mid + r0 * L, L, false, scratch);    // M = A_G A_L = G P^T
+      gemm_nn<T>(R, D, L, T(1), a.mid + r0 * L, L, 1, a.v, D, a.o + r0 * D, D, false);  // O = M V
+    }
+  } else if (phase == FWD_PRODUCT) {
+    gemm_nn<T>(R, D, L, T(1), a.P + r0, 1, L, a.v, D, a.mid + r0 * D, D, false);  // U = A_L V = P^T V
+  } else if (phase == FWD_OUTPUT) {
+    gemm_nn<T>(R, D, L, T(1), G, L, 1, a.mid, D, a.o + r0 * D, D, false);        // O = A_G U
+  }
+}
+
+template <typename T>
+void tlab_backward_rows(int phase, const TlabBackwardRows<T>& a, int64_t r0, int64_t r1, T* part, T* scratch) {
+  const int64_t L = a.L, D = a.D, R = r1 - r0;
+  const bool left = tlab_associate_left(L, D);
+  T* dG = a.dG + r0 * L;
+  T* dP = a.dP + r0 * L;
+  const T* P = a.P + r0 * L;
+  if (phase == BWD_ROWS) {
+    if (left) {  // O = M V, M = A_G A_L
+      gemm_nn<T>(R, D, L, T(1), a.mid + r0, 1, L, a.go, D, a.dv + r0 * D, D, false);          // dV = M^T dO
+      gemm_nt<T>(R, L, D, T(1), a.go + r0 * D, D, a.v, D, a.dmid + r0 * L, L, false, scratch);  // dM = dO V^T
+      gemm_nn<T>(R, L, L, T(1), a.dmid + r0 * L, L, 1, a.P, L, dG, L, false);                  // dA_G = dM P
+    } else {     // O = A_G U, U = A_L V
+      gemm_nt<T>(R, L, D, T(1), a.go + r0 * D, D, a.mid, D, dG, L, false, scratch);            // dA_G = dO U^T
+      gemm_nn<T>(R, D, L, T(1), a.G + r0, 1, L, a.go, D, a.dmid + r0 * D, D, false);           // dU = A_G^T dO
+    }
+    softmax_rows_backward(R, L, a.G + r0 * L, L, dG, L);
+  } else if (phase == BWD_PRODUCTS) {
+    if (left) {
+      gemm_nn<T>(R, L, L, T(1), a.dmid + r0, 1, L, a.G, L, dP, L, false);                     // dP = dM^T A_G
+    } else {
+      gemm_nn<T>(R, D, L, T(1), P, L, 1, a.dmid, D, a.dv + r0 * D, D, false);                  // dV = P dU
+      gemm_nt<T>(R, L, D, T(1), a.v + r0 * D, D, a.dmid, D, dP, L, false, scratch);            // dP = V dU^T
+    }
+    fill(part, L, T(0));
+    for (int64_t r = 0; r < R; ++r)
+#pragma omp simd
+      for (int64_t c = 0; c < L; ++c) part[c] += dP[r * L + c] * P[r * L + c];
+  } else if (phase == BWD_DQ) {
+    for (int64_t r = 0; r < R; ++r)
+#pragma omp simd
+      for (int64_t c = 0; c < L; ++c) dG[r * L + c] += P[r * L + c] * (dP[r * L + c] - a.red[c]);
+    gemm_nn<T>(R, D, L, a.s, dG, L, 1, a.k, D, a.dq + r0 * D, D, false);   // dQ = s dS K
+  } else if (phase == BWD_DK) {
+    gemm_nn<T>(R, D, L, a.s, a.dG + r0, 1, L, a.q, D, a.dk + r0 * D, D, false);  // dK = s dS^T Q
+  }
 }
 
 }  // namespace AVER_ISA

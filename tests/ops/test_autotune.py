@@ -135,8 +135,9 @@ def test_a_damaged_cache_of_any_kind_is_ignored_with_a_warning(content):
 
 
 def test_on_cpu_by_default_only_calls_with_fewer_large_problems_than_threads_are_measured(tune, monkeypatch):
-    """The C++ kernel runs one (batch, head) problem per thread: a lone large problem may go faster in the
-    reference, whose matmuls use every thread, so that call (only) is measured, and the faster one kept."""
+    """The C++ kernel parallelises over (batch, head) problems (and splits the rows of a lone one, a fork-join per
+    phase): a lone large problem may go faster in the reference, whose matmuls use every thread, so that call (only)
+    is measured, and the faster one kept."""
     from aver_fast.ops.tlab_attention import MEASURED_WORK
 
     monkeypatch.delenv(_autotune.ENV_VAR)  # the default

@@ -8,7 +8,7 @@ import aver_fast
 from aver_fast.ops.jca_correlation import jca_correlation_ref
 
 from .._ids import dtype_id
-from ._parity import DTYPES, assert_parity, cpu_isas, require_cpp
+from ._parity import DTYPES, assert_parity, require_cpp
 
 # (batch, Lx, Lj, C, D): the paper's (16, 16, 16, 512, 1024) in small and odd sizes (the op needs Lx = Lj; the
 # kernels' rectangles are tested in tests/kernels)
@@ -41,12 +41,8 @@ def test_cpp_parity(shape, dtype):
     run_case(*shape, dtype)
 
 
-@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-@pytest.mark.usefixtures("restore_isa")
-def test_cpp_parity_every_isa(isa):
-    if isa not in cpu_isas():
-        pytest.skip(f"this CPU cannot run {isa}")
-    aver_fast.ops._ext.set_cpu_isa(isa)
+@pytest.mark.usefixtures("every_isa")
+def test_cpp_parity_every_isa():
     for dtype in DTYPES:
         run_case((2,), 16, 16, 24, 40, dtype)
         run_case((1,), 9, 9, 7, 3, dtype)

@@ -9,7 +9,7 @@ from aver_fast.ops import _registry
 from aver_fast.ops.log_mel import log_mel_ref, make_params
 
 from .._ids import dtype_id, settings_id
-from ._parity import DTYPES, cpu_isas, require_cpp
+from ._parity import DTYPES, require_cpp
 
 CASES = [
     dict(),  # the paper's settings: 44.1 kHz, n_fft 1024, win 882, hop 441, 128 slaney mels, top_db 80
@@ -42,12 +42,8 @@ def test_cpp_parity(case, samples, dtype):
     check(aver_fast.log_mel(x.to(dtype), backend="cpp", **case), ref)
 
 
-@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-@pytest.mark.usefixtures("restore_isa")
-def test_cpp_parity_every_isa(isa):
-    if isa not in cpu_isas():
-        pytest.skip(f"this CPU cannot run {isa}")
-    aver_fast.ops._ext.set_cpu_isa(isa)
+@pytest.mark.usefixtures("every_isa")
+def test_cpp_parity_every_isa():
     x = torch.randn(2, 45599, dtype=torch.float64)
     for dtype in DTYPES:
         check(aver_fast.log_mel(x.to(dtype), backend="cpp"), log_mel_ref(x))
