@@ -124,6 +124,20 @@ def test_split_results_are_reproducible_and_agree_across_thread_counts():
         torch.testing.assert_close(results[n][1], results[1][1], rtol=1e-5, atol=1e-5)
 
 
+def test_calls_with_more_problems_are_not_split():
+    """More than half as many problems as threads: one problem per task, so the result is bitwise the one-thread
+    result; one problem fewer than the threshold splits (and then differs from it in the last bits)."""
+    require_cpp()
+    q, k, v = (torch.randn(3, 97, 160) for _ in range(3))
+    with threads(1):
+        alone = torch.ops.aver_fast.tlab_attention(q, k, v, 0.1)
+    with threads(4):
+        assert torch.equal(torch.ops.aver_fast.tlab_attention(q, k, v, 0.1), alone)  # 2 * 3 > 4
+        split = torch.ops.aver_fast.tlab_attention(q[:2], k[:2], v[:2], 0.1)  # 2 * 2 <= 4: two blocks each
+    assert not torch.equal(split, alone[:2])
+    torch.testing.assert_close(split, alone[:2], rtol=1e-5, atol=1e-6)
+
+
 def test_split_large_scores_stay_finite():
     """Scores ~1e3 in 4 row blocks: every column's softmax is shifted by its maximum over all blocks."""
     require_cpp()
