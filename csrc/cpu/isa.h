@@ -13,10 +13,10 @@ namespace aver_fast_cpu {
 inline bool tlab_associate_left(int64_t L, int64_t D) { return L < D; }
 inline int64_t tlab_mid_cols(int64_t L, int64_t D) { return tlab_associate_left(L, D) ? L : D; }
 
-// One problem split by rows across threads (tlab_attention.cpp, for calls with fewer problems than threads). Each
-// phase runs on row blocks [r0, r1) of every problem; between phases the blocks' column partials (`part`, L entries
-// per block) are combined into `red`: after FWD_ROWS their maximum, after FWD_COL_EXP 1 / their sum, after
-// BWD_PRODUCTS their sum.
+// One problem split by rows across threads (tlab_attention.cpp, row_blocks: calls with at most half as many problems
+// as threads). Each phase runs on row blocks [r0, r1) of every problem; between phases the blocks' column partials
+// (`part`, L entries per block) are combined into `red`: after FWD_ROWS their maximum, after FWD_COL_EXP 1 / their
+// sum, after BWD_PRODUCTS their sum.
 enum TlabForwardPhase : int {
   FWD_ROWS,       // S rows = s Q K^T (unless given), G rows = their softmax; part: S's column maxima over the rows
   FWD_COL_EXP,    // P rows = exp(S - red); part: their column sums

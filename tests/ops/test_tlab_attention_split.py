@@ -16,8 +16,8 @@ from .test_tlab_attention_backends import run_case
 
 SPLIT_MIN_WORK = 1 << 18  # csrc/cpu/tlab_attention.cpp
 HALF_TOL = {torch.bfloat16: 2e-2, torch.float16: 2e-3}
-# (problems, L, D, threads): lone problems in 2 and 4 blocks, two problems in 2 blocks each, odd L and D (row blocks
-# of unequal length), L < D (A_G A_L first) and L >= D (A_L V first), and the smallest problem that splits
+# (batch dims..., L, D, threads): lone problems in 2 and 4 blocks, two problems in 2 blocks each, odd L and D (row
+# blocks of unequal length), L < D (A_G A_L first) and L >= D (A_L V first), and the smallest problem that splits
 CASES = [(1, 64, 64, 2), (1, 97, 203, 4), (2, 128, 37, 4), (1, 65, 96, 4), (1, 130, 64, 2), (1, 2, 33, 256, 4)]
 
 
