@@ -50,11 +50,14 @@ int64_t row_blocks(const Problems& p) {
   return blocks < most ? blocks : most;
 }
 
+// Rows per block (the last block may be shorter, and blocks past the end empty).
+int64_t block_rows(const Problems& p, int64_t blocks) { return (p.L + blocks - 1) / blocks; }
+
 // Runs phase(problem, r0, r1, part, scratch) on every row block [r0, r1) of every problem in parallel; part: that
 // block's L column partials in parts (problem-major, `blocks` per problem), for combine.
 template <typename T, typename Phase>
 void over_row_blocks(const Problems& p, int64_t blocks, int64_t scratch, T* parts, Phase&& phase) {
-  const int64_t rows = (p.L + blocks - 1) / blocks;
+  const int64_t rows = block_rows(p, blocks);
   for_each_problem<T>(p.N * blocks, scratch, [&](int64_t t, T* buf) {
     const int64_t r0 = (t % blocks) * rows, r1 = std::min(p.L, r0 + rows);
     if (r0 < r1) phase(t / blocks, r0, r1, parts + t * p.L, buf);
@@ -65,7 +68,7 @@ void over_row_blocks(const Problems& p, int64_t blocks, int64_t scratch, T* part
 // block order (so the result depends on the block count only).
 template <typename T>
 void combine(const Problems& p, int64_t blocks, const T* parts, T* red, bool max, bool invert) {
-  const int64_t rows = (p.L + blocks - 1) / blocks, used = (p.L + rows - 1) / rows;
+  const int64_t rows = block_rows(p, blocks), used = (p.L + rows - 1) / rows;  // the non-empty blocks
   for (int64_t i = 0; i < p.N; ++i) {
     const T* part = parts + i * blocks * p.L;
     T* out = red + i * p.L;

@@ -15,7 +15,7 @@ namespace AVER_ISA {
 // Work space (entries) of tlab_forward_problem / tlab_backward_problem, besides A_G, P and mid.
 inline int64_t tlab_forward_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)) + 3 * L; }
 inline int64_t tlab_backward_scratch(int64_t L, int64_t D) {
-  return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + 2 * L;
+  return 2 * L * L + L * maxv(L, D) + gemm_nt_scratch(L, maxv(L, D)) + L;
 }
 
 // The largest of the n values at x, which also raise cmax to them (cmax[c] = max(cmax[c], x[c])).
@@ -126,47 +126,9 @@ inline void softmax_rows_backward(int64_t M, int64_t N, const T* Y, int64_t ldy,
   }
 }
 
-// Column version of softmax_rows_backward: P = softmax along each column, dP -> dX in place.
-template <typename T>
-inline void softmax_cols_backward(int64_t M, int64_t N, const T* P, int64_t ldp, T* dP, int64_t ldd, T* colbuf) {
-  for (int64_t c = 0; c < N; ++c) colbuf[c] = T(0);
-  for (int64_t r = 0; r < M; ++r)
-#pragma omp simd
-    for (int64_t c = 0; c < N; ++c) colbuf[c] += dP[r * ldd + c] * P[r * ldp + c];
-  for (int64_t r = 0; r < M; ++r)
-#pragma omp simd
-    for (int64_t c = 0; c < N; ++c) dP[r * ldd + c] = P[r * ldp + c] * (dP[r * ldd + c] - colbuf[c]);
-}
-
-// dQ = s dS K, dK = s dS^T Q with dS = dS_G + dS_L, from the forward's G, P and mid.
-template <typename T>
-void tlab_backward_problem(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
-                           const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch) {
-  T* dG = scratch;
-  T* dP = dG + L * L;       // dA_L^T
-  T* dmid = dP + L * L;     // dM (L x L) or dU (L x D)
-  T* nt = dmid + L * maxv(L, D);
-  T* colbuf = nt + gemm_nt_scratch(L, maxv(L, D));
-  if (tlab_associate_left(L, D)) {  // O = M V, M = A_G A_L
-    gemm_nn<T>(L, D, L, T(1), mid, 1, L, go, D, dv, D, false);     // dV = M^T dO
-    gemm_nt<T>(L, L, D, T(1), go, D, v, D, dmid, L, false, nt);    // dM = dO V^T
-    gemm_nn<T>(L, L, L, T(1), dmid, L, 1, P, L, dG, L, false);     // dA_G = dM A_L^T = dM P
-    gemm_nn<T>(L, L, L, T(1), dmid, 1, L, G, L, dP, L, false);     // dP = dA_L^T = dM^T A_G
-  } else {  // O = A_G U, U = A_L V
-    gemm_nt<T>(L, L, D, T(1), go, D, mid, D, dG, L, false, nt);    // dA_G = dO U^T
-    gemm_nn<T>(L, D, L, T(1), G, 1, L, go, D, dmid, D, false);     // dU = A_G^T dO
-    gemm_nn<T>(L, D, L, T(1), P, L, 1, dmid, D, dv, D, false);     // dV = A_L^T dU = P dU
-    gemm_nt<T>(L, L, D, T(1), v, D, dmid, D, dP, L, false, nt);    // dP = dA_L^T = V dU^T
-  }
-  softmax_rows_backward(L, L, G, L, dG, L);           // dG <- dS through A_G
-  softmax_cols_backward(L, L, P, L, dP, L, colbuf);   // dP <- dS through A_L (in S's layout)
-  for (int64_t e = 0; e < L * L; ++e) dG[e] += dP[e];
-  gemm_nn<T>(L, D, L, s, dG, L, 1, k, D, dq, D, false);  // dQ = s dS K
-  gemm_nn<T>(L, D, L, s, dG, 1, L, q, D, dk, D, false);  // dK = s dS^T Q
-}
-
 // ---- One problem split by rows across threads: the phases of isa.h (TlabForwardPhase, TlabBackwardPhase) on rows
-// [r0, r1); the same products as above, row block by row block, with the column reductions in partials.
+// [r0, r1), with the column reductions in partials: the forward's products as above, row block by row block, and
+// the only backward (tlab_backward_problem runs it on one block).
 
 inline int64_t tlab_rows_scratch(int64_t L, int64_t D) { return gemm_nt_scratch(L, maxv(L, D)); }
 
@@ -261,6 +223,20 @@ void tlab_backward_rows(int phase, const TlabBackwardRows<T>& a, int64_t r0, int
   } else if (phase == BWD_DK) {
     gemm_nn<T>(R, D, L, a.s, a.dG + r0, 1, L, a.q, D, a.dk + r0 * D, D, false);  // dK = s dS^T Q
   }
+}
+
+// dQ = s dS K, dK = s dS^T Q with dS = dS_G + dS_L, from the forward's G, P and mid: the phases above on one block
+// of all L rows (its column sums are then the whole problem's).
+template <typename T>
+void tlab_backward_problem(int64_t L, int64_t D, T s, const T* go, const T* q, const T* k, const T* v, const T* G,
+                           const T* P, const T* mid, T* dq, T* dk, T* dv, T* scratch) {
+  T* dG = scratch;
+  T* dP = dG + L * L;       // dA_L^T
+  T* dmid = dP + L * L;     // dM (L x L) or dU (L x D)
+  T* nt = dmid + L * maxv(L, D);
+  T* colsum = nt + gemm_nt_scratch(L, maxv(L, D));
+  const TlabBackwardRows<T> a{L, D, s, go, q, k, v, G, P, mid, dq, dk, dv, dG, dP, dmid, colsum};
+  for (int phase = BWD_ROWS; phase < BWD_PHASES; ++phase) tlab_backward_rows(phase, a, 0, L, colsum, nt);
 }
 
 }  // namespace AVER_ISA
