@@ -12,9 +12,9 @@ from ..cpu import has_native
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 PRECISION = "auto"  # the default of predict and evaluate
-PRECISION_HELP = ("auto (default): int8 for a checkpoint written by 'aver-fast quantize', else bf16 autocast on a GPU "
-                  "or a CPU with AVX512-BF16 or AMX, else fp32; bf16 elsewhere: a warning and fp32; int8: a quantized "
-                  "checkpoint's int8 backbones (fp32: its fp32 weights)")
+PRECISION_HELP = ("auto (default): int8 for a checkpoint written by 'aver-fast quantize', else bf16 autocast on a CPU "
+                  "with AVX512-BF16 or AMX, else fp32 (on a GPU too: measured faster there); bf16 on a CPU without "
+                  "them: a warning and fp32; int8: a quantized checkpoint's int8 backbones (fp32: its fp32 weights)")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -30,13 +30,17 @@ def check_precision(precision: str) -> str:
 
 def resolve_precision(precision: str, device: torch.device, quantized: bool) -> str:
     """What ``precision`` runs as for a model on ``device`` from a checkpoint that is (or not) ``quantized``:
-    ``auto`` is int8 for a quantized checkpoint, else bf16 where bfloat16 is native (CUDA; a CPU with AVX512-BF16
-    or AMX), else fp32; ``bf16`` on a CPU without native bfloat16 warns and is fp32 (slower otherwise); ``int8``
-    needs a quantized checkpoint."""
+    ``auto`` is int8 for a quantized checkpoint, else bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), else
+    fp32; ``bf16`` on a CPU without native bfloat16 warns and is fp32 (slower otherwise); ``int8`` needs a quantized
+    checkpoint.
+
+    On CUDA ``auto`` is fp32 (with PyTorch's default TF32 convolutions): at the batch sizes ``predict`` runs (1-8
+    windows) AVER is bound by kernel launches there, and bf16 autocast adds cast kernels to each call; measured on an
+    H200, bf16 took 1.4-2.4x fp32's time per instance at batch 1 (benchmarks/RESULTS.md, "GPU")."""
     check_precision(precision)
     native_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
     if precision == "auto":
-        return "int8" if quantized else "bf16" if native_bf16 else "fp32"
+        return "int8" if quantized else "bf16" if device.type == "cpu" and native_bf16 else "fp32"
     if precision == "int8" and not quantized:
         raise ValueError("precision int8 needs a quantized checkpoint: make one with 'aver-fast quantize'")
     if precision == "bf16" and not native_bf16:
