@@ -1,8 +1,8 @@
 """One command for a GPU machine: parity of every GPU kernel, then timings and roofline of each op (also replayed
-from a CUDA graph, without the launch overhead), AVER inference per instance at batch 1 and 8, an AVER training
-step, each in float32 and under bf16 autocast, with cudnn.benchmark off and on, the ahead-of-time compile gate for
-this GPU's arch and the backend choices the autotuner measured. Writes a markdown section into
-benchmarks/RESULTS.md (GPU markers).
+from a CUDA graph, without the launch overhead), where one TLAB call's host time goes, AVER inference per instance
+at batch 1 and 8 and an AVER training step, each in float32 and under bf16 autocast, with cudnn.benchmark off and
+on, the ahead-of-time compile gate for this GPU's arch and the backend choices the autotuner measured. Writes a
+markdown section into benchmarks/RESULTS.md (GPU markers).
 
     python benchmarks/gpu_suite.py                 # on a GPU machine
     python benchmarks/gpu_suite.py --sanitizer     # also run the CUDA dispatch tests under compute-sanitizer
@@ -29,7 +29,7 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("parity", "ops", "inference", "training", "gate")
+SECTIONS = ("parity", "ops", "overhead", "inference", "training", "gate")
 
 
 def peaks(device: str, dtype: torch.dtype, t) -> tuple[float, float]:
@@ -113,6 +113,31 @@ def op_rows(device: str, smoke: bool, t, peak_flops: dict, bw: float) -> list[st
                 rows.append(f"{head} {name} | {sec * 1e6:,.1f} µs | {graph} | {vs_ref:.2f}× | {vs_native:.2f}× | "
                             f"{case.flops / sec / 1e12:.2f} | {case.nbytes / sec / 1e9:.0f} | "
                             f"{100 * floor / sec:.0f}% |")
+    return rows
+
+
+def overhead_rows(device: str, smoke: bool, t) -> list[str]:
+    """Where one forward TLAB call's time goes: the public op (checks, backend choice), its custom op (dispatch),
+    the kernel launcher alone (plans, allocations, Triton's launch), and on a GPU the kernels alone (CUDA graph)."""
+    from aver_fast import tlab_attention
+    from aver_fast.kernels import tlab_attention as kernel
+
+    rows = ["| shape | dtype | what is called | time per call |", "|---|---|---|---|"]
+    b, h, L, D = (2, 2, 16, 32) if smoke else (64, 2, 128, 64)
+    for dtype in [torch.float32] if smoke else [torch.float32, torch.bfloat16]:
+        q, k, v = (torch.randn(b, h, L, D, device=device, dtype=dtype) for _ in range(3))
+        flat, s = [x.reshape(-1, L, D) for x in (q, k, v)], D ** -0.5
+        calls = {"`aver_fast.tlab_attention`, automatic choice": lambda: tlab_attention(q, k, v),
+                 "`aver_fast.tlab_attention(backend='triton')`": lambda: tlab_attention(q, k, v, backend="triton"),
+                 "`torch.ops.aver_fast.tlab_attention_triton`": lambda: torch.ops.aver_fast.tlab_attention_triton(
+                     *flat, s),
+                 "`kernels.tlab_attention.forward` (the launcher)": lambda: kernel.forward(*flat, s)}
+        head = f"| B{b}-H{h}-L{L}-D{D} | {str(dtype).removeprefix('torch.')} |"
+        with torch.no_grad():
+            rows += [f"{head} {name} | {t(fn) * 1e6:,.1f} µs |" for name, fn in calls.items()]
+            if device == "cuda":
+                launcher = calls["`kernels.tlab_attention.forward` (the launcher)"]
+                rows.append(f"{head} the launcher's kernels alone (CUDA graph) | {graph_time(launcher, t)} |")
     return rows
 
 
@@ -244,6 +269,8 @@ def main(argv=None) -> int:
         lines += section("Parity", parity(device, args.sanitizer))
     if "ops" in run:
         lines += section("Ops", op_rows(device, args.smoke, t, peak_flops, bw))
+    if "overhead" in run:
+        lines += section("Host overhead of one TLAB call", overhead_rows(device, args.smoke, t))
     if "inference" in run:
         lines += section("AVER inference", aver_rows(device, args.smoke, t_model))
     if "training" in run:
