@@ -128,6 +128,7 @@ def overhead_rows(device: str, smoke: bool, t) -> list[str]:
         q, k, v = (torch.randn(b, h, L, D, device=device, dtype=dtype) for _ in range(3))
         flat, s = [x.reshape(-1, L, D) for x in (q, k, v)], D ** -0.5
         calls = {"`aver_fast.tlab_attention`, automatic choice": lambda: tlab_attention(q, k, v),
+                 "`aver_fast.tlab_attention(backend='sdpa')`": lambda: tlab_attention(q, k, v, backend="sdpa"),
                  "`aver_fast.tlab_attention(backend='triton')`": lambda: tlab_attention(q, k, v, backend="triton"),
                  "`torch.ops.aver_fast.tlab_attention_triton`": lambda: torch.ops.aver_fast.tlab_attention_triton(
                      *flat, s),

@@ -13,7 +13,7 @@ def test_summary_and_backends_commands(capsys):
     report = json.loads(capsys.readouterr().out)
     assert main(["backends"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["op", "device", "selected", "triton", "cpp", "reference"]
+    assert lines[0].split() == ["op", "device", "selected", "triton", "cpp", "sdpa", "reference"]
     for op, devices in report.items():  # one row per (op, device), naming the same choice as the JSON
         for dev, r in devices.items():
             assert any(line.split()[:3] == [op, dev, r["selected"]] for line in lines[2:]), (op, dev)

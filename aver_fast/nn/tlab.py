@@ -32,8 +32,8 @@ class TLAB(nn.Module):
     attention output) is given.
     Ablations: ``use_tcn=False`` takes K, V from ``x``; ``use_lstm=False`` takes Q from ``x``;
     ``use_attention=False`` returns ``LayerNorm(Lh + T)`` (or whichever of the two remains, or ``x``).
-    ``backend``: the backend of the attention product (``"reference"``, ``"cpp"``, ``"triton"``; None: chosen per
-    call, see :func:`aver_fast.backends`).
+    ``backend``: the backend of the attention product (``"reference"``, ``"cpp"``, ``"triton"``, ``"sdpa"``;
+    None: chosen per call, see :func:`aver_fast.backends`).
     """
 
     def __init__(self, dim: int, num_heads: int = 2, tcn_channels: Sequence[int] | None = None,

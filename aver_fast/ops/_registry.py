@@ -1,8 +1,9 @@
 """Which backend runs an op.
 
-Backends, in priority order: ``triton`` (``aver_fast.kernels``), ``cpp`` (compiled CPU kernels in ``aver_fast._C``)
-and ``reference`` (pure PyTorch, always available). On CUDA the ``torch.ops.aver_fast.*`` ops also dispatch to the
-Triton kernels.
+Backends, in priority order: ``triton`` (``aver_fast.kernels``), ``cpp`` (compiled CPU kernels in ``aver_fast._C``),
+``sdpa`` (TLAB only: PyTorch's fused attention kernels, for calls that need no gradient; picked automatically on
+CUDA only) and ``reference`` (pure PyTorch, always available). On CUDA the ``torch.ops.aver_fast.*`` ops also
+dispatch to the Triton kernels.
 
 Selection for ``(op, device, dtype)``:
 
@@ -34,7 +35,7 @@ import torch
 
 from . import _autotune, _functorch
 
-BACKENDS = ("triton", "cpp", "reference")
+BACKENDS = ("triton", "cpp", "sdpa", "reference")
 ENV_VAR = "AVER_FAST_BACKEND"
 
 

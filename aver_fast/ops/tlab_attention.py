@@ -76,8 +76,9 @@ def tlab_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     Args:
         q, k, v: ``(..., L, D)`` floating-point tensors of the same shape, dtype and device.
         scale: ``s``; defaults to ``D**-0.5``.
-        backend: force ``"reference"``, ``"cpp"`` or ``"triton"`` (else ``$AVER_FAST_BACKEND``, else
-            the fastest available one; see :func:`aver_fast.backends`).
+        backend: force ``"reference"``, ``"cpp"``, ``"triton"`` or ``"sdpa"`` (two PyTorch attention calls; calls
+            that need no gradient) (else ``$AVER_FAST_BACKEND``, else the fastest available one; see
+            :func:`aver_fast.backends`).
         mask: bool ``(..., L)`` broadcastable to ``q.shape[:-1]`` (e.g. ``(B, 1, L)`` for ``(B, H, L, D)``), True
             for real steps. The real rows equal the op on the sequence without the padded steps; padded rows are
             0 and padded inputs get no gradient.
@@ -268,6 +269,33 @@ def _triton_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     return None
 
 
+# ------------------------------------------------------------------------------------------------ SDPA backend
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """``attn(query=q, key=k, value=attn(query=k, key=q, value=v))`` in two ``scaled_dot_product_attention`` calls:
+    PyTorch's fused attention kernels (flash or memory-efficient on CUDA); U = A_L V is rounded to the input dtype
+    between them."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    return sdpa(q, k, sdpa(k, q, v, scale=scale), scale=scale)
+
+
+def _sdpa_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> str | None:
+    transformed = not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None
+    if _functorch.needs_grad((q, k, v)) or transformed:
+        return ("it runs calls that need no gradient, outside torch.func transforms, only (PyTorch's fused "
+                "attention kernels have no second derivative on CUDA; the other backends do)")
+    return None
+
+
+def _sdpa_precision(device: torch.device, dtype: torch.dtype) -> str | None:
+    if dtype in (torch.float16, torch.bfloat16):
+        return (f"{str(dtype).removeprefix('torch.')}: each attention accumulates in float32 inside PyTorch's kernel, "
+                "the intermediate A_L V is rounded to it in between")
+    return None
+
+
+SDPA_ON_CPU = ("on CPU the C++ kernel measured 1.2-2.8x two scaled_dot_product_attention calls at every benchmark "
+               "shape, and the reference 0.85-1.35x them (benchmarks/RESULTS.md, sdpa pair)")
+
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels,
@@ -275,3 +303,6 @@ _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.c
                                          precision=_ext.cpu_half_inside))
 _registry.register(OP, _registry.Backend("triton", _triton, _ext.triton_available, _ext.triton_device,
                                          _triton_accepts, auto_devices=("cuda",)))
+_registry.register(OP, _registry.Backend("sdpa", _sdpa, accepts=_sdpa_accepts,
+                                         auto_devices=("cuda",), requested_only=SDPA_ON_CPU,
+                                         precision=_sdpa_precision))

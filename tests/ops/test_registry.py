@@ -20,16 +20,20 @@ def test_backends_report_names_the_choice_and_reasons():
     require_cpp()
     report = aver_fast.backends()
     assert set(report) == {"tlab_attention", "jca_correlation", "log_mel"}
+    on_request = {"jca_correlation": {"cpp"}, "tlab_attention": {"sdpa"}, "log_mel": set()}
     for op, per_device in report.items():  # JCA is GEMM-bound: its C++ op runs only when asked for
         assert per_device["cpu"]["selected"] == ("reference" if op == "jca_correlation" else "cpp")
-        assert bool(per_device["cpu"]["requested_only"]) == (op == "jca_correlation")
+        assert set(per_device["cpu"]["requested_only"]) == on_request[op]  # TLAB's SDPA pair: automatic on CUDA
+        assert not per_device["cuda"]["requested_only"]
         assert per_device["cpu"]["reasons"]["reference"] is None
         assert "CPU tensors only" in per_device["cuda"]["reasons"]["cpp"]
-        assert set(per_device["cpu"]["reasons"]) == {"triton", "cpp", "reference"}  # nothing that never runs
+        assert set(per_device["cpu"]["reasons"]) == {"triton", "cpp", "sdpa", "reference"}  # nothing that never runs
+        assert (per_device["cpu"]["reasons"]["sdpa"] is None) == (op == "tlab_attention")
         if not torch.cuda.is_available():  # no GPU: Triton is not offered for CUDA tensors
             assert per_device["cuda"]["reasons"]["triton"] in ("no CUDA device is visible",
                                                               _ext.triton_available())
-            assert per_device["cuda"]["selected"] == "reference"
+            # the fixed rule's first choice on CUDA without Triton: TLAB's SDPA pair (for calls without gradient)
+            assert per_device["cuda"]["selected"] == ("sdpa" if op == "tlab_attention" else "reference")
     half = aver_fast.backends(dtype=torch.float16)  # was: the reference (a silent drop under CPU autocast)
     assert all(half[op]["cpu"]["selected"] == "cpp" for op in half if op != "jca_correlation")
 
