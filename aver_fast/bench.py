@@ -107,6 +107,9 @@ def compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     the cores (this sets inductor's compile_threads, only when a benchmark compiles something)."""
     import torch._inductor.config
 
+    from .cpu import separate_compile_cache
+
+    separate_compile_cache()  # benchmarks run capped at AVX2 too
     torch._inductor.config.compile_threads = 1
     return torch.compile(fn, dynamic=False)
 

@@ -73,3 +73,26 @@ def autocast_without_native(device: torch.device) -> bool:
     the LSTM among them, and the low precision is no faster: such layers run in float32)."""
     return (device.type == "cpu" and torch.is_autocast_enabled("cpu")
             and not has_native(torch.get_autocast_dtype("cpu")))
+
+
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def separate_compile_cache() -> str | None:
+    """Give torch.compile's on-disk cache a folder of its own while ``ATEN_CPU_CAPABILITY`` caps PyTorch (how an
+    AVX2-only CPU is emulated here). Inductor's cache is not keyed by that variable: with torch 2.14.1, code cached by
+    a process with another capability computed garbage or corrupted the heap (``a * 2`` came back NaN). Returns the
+    folder (``<inductor's default>/aten-<capability>``), or None where nothing is changed: no cap, or
+    ``TORCHINDUCTOR_CACHE_DIR`` set to another folder than the default (which inductor itself writes there once
+    asked, e.g. on importing torch._dynamo)."""
+    cap = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if not cap:
+        return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    default = os.path.abspath(default_cache_dir())
+    if os.path.abspath(os.environ.get(INDUCTOR_CACHE_ENV, default)) != default:
+        return None
+    path = os.path.join(default, f"aten-{cap}")
+    os.environ[INDUCTOR_CACHE_ENV] = path
+    return path

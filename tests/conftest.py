@@ -9,6 +9,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+# Runs capped with ATEN_CPU_CAPABILITY (the AVX2 emulation) compile into a cache of their own (aver_fast.cpu).
+from aver_fast.cpu import separate_compile_cache  # noqa: E402 (after TRITON_INTERPRET: it imports aver_fast)
+
+separate_compile_cache()
+
 # Measured backend choices go to a folder of this run, never to the user's ~/.cache.
 os.environ.setdefault("AVER_FAST_CACHE_DIR", tempfile.mkdtemp(prefix="aver_fast_test_cache_"))
 

@@ -71,7 +71,14 @@ def test_other_ops_have_no_sdpa_backend_and_say_so(monkeypatch):
         aver_fast.jca_correlation(x, w, j)
 
 
-def test_compiles_fullgraph():
+def test_torch_compile_traces_the_choice_in_one_graph():
+    q = torch.randn(2, 3, 9, 16, device="meta")  # not CPU: the device type the compiled call is accepted on
+    f = torch.compile(lambda a: aver_fast.tlab_attention(a, a, a, backend="sdpa") * 2, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        assert f(q).shape == q.shape
+
+
+def test_compiles_on_cpu():
     q, k, v = (torch.randn(2, 3, 9, 16) for _ in range(3))
     f = torch.compile(lambda a, b, c: aver_fast.tlab_attention(a, b, c, backend="sdpa") * 2, fullgraph=True)
     with torch.no_grad():
