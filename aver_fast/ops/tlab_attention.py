@@ -296,6 +296,7 @@ def _sdpa_precision(device: torch.device, dtype: torch.dtype) -> str | None:
 SDPA_ON_CPU = ("on CPU the C++ kernel measured 1.2-2.8x two scaled_dot_product_attention calls at every benchmark "
                "shape, and the reference 0.85-1.35x them (benchmarks/RESULTS.md, sdpa pair)")
 
+
 # ------------------------------------------------------------------------------------------------ backend table
 _registry.register(OP, _registry.Backend("reference", tlab_attention_ref))
 _registry.register(OP, _registry.Backend("cpp", _cpp, _ext.cpp_available, _ext.cpu_kernels,
