@@ -11,6 +11,7 @@ import torch
 from . import _autograd, _ext, _functorch, _registry
 from ._validation import (
     FLOAT_DTYPES,
+    HALF_DTYPES,
     autocast_inputs,
     autocast_off,
     check_bool_mask,
@@ -287,7 +288,7 @@ def _sdpa_accepts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: floa
 
 
 def _sdpa_precision(device: torch.device, dtype: torch.dtype) -> str | None:
-    if dtype in (torch.float16, torch.bfloat16):
+    if dtype in HALF_DTYPES:
         return (f"{str(dtype).removeprefix('torch.')}: each attention accumulates in float32 inside PyTorch's kernel, "
                 "the intermediate A_L V is rounded to it in between")
     return None
