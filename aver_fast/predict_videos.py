@@ -61,13 +61,13 @@ def _name(path: str) -> str:
 
 def _provenance(video: str, checkpoint: str, settings: Settings) -> dict:
     """What a video's CSV depends on: the video's content, the checkpoint, the settings (the batch size changes
-    nothing), the version."""
+    nothing), the version and what decoding gives."""
     from ._version import __version__
-    from .data.media import content_digest
+    from .data.media import DECODING_VERSION, content_digest
 
     made = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
     return {"video_content": content_digest(video), "checkpoint": checkpoint_digest(checkpoint), **made,
-            "aver_fast": __version__}
+            "aver_fast": __version__, "decoding": DECODING_VERSION}
 
 
 def _record_path(csv_path: str) -> str:

@@ -16,8 +16,9 @@ Rules (``RULES``; ``RULE`` is every command's default):
 
 In :class:`FramePredictor` ``step`` divides the sub-sequence length, so every window's sub-sequences end on one
 grid: each sub-sequence's backbone features are computed once and reused by every window that holds it. Backbone
-work is ``frames / step`` sub-sequences (``step = subseq`` under ``windows``); memory: the last sub-sequence's
-frames, the features of one window and ``batch_size`` windows in flight.
+work is ``frames / step`` sub-sequences (``step = subseq`` under ``windows``); only the frames they sample are resized
+(:meth:`FramePredictor.needs`; ``predict_file`` does not even convert the others to RGB); memory: the last
+sub-sequence's frames, the features of one window and ``batch_size`` windows in flight.
 """
 from __future__ import annotations
 
@@ -137,12 +138,13 @@ class FramePredictor:
             if self.faces is not None:
                 frames, valid = self.faces.process(frames, self._n)
             self._valid.update({self._n + i: bool(v) for i, v in enumerate(valid)})
-            x = resize_frames(frames, self.cfg)
-            for i in range(x.shape[0]):
-                self._frames[self._n + i] = x[i]
-                if self._n + i >= self.first_output:
-                    self._arrival[self._n + i] = now
-            self._n += x.shape[0]
+            index = self._n + np.arange(len(frames))
+            used = self.needs(index)
+            for i, x in zip(index[used], resize_frames(frames[used], self.cfg), strict=True):
+                self._frames[int(i)] = x
+            for i in index[index >= self.first_output]:
+                self._arrival[int(i)] = now
+            self._n += len(frames)
         return self._run(final=False)
 
     @property
@@ -158,6 +160,15 @@ class FramePredictor:
             return self._run(final=True)
         finally:
             self._layout.close()
+
+    def needs(self, index: np.ndarray) -> np.ndarray:
+        """Which frames of a push of frames ``index`` (consecutive) this predictor reads, bool: those a
+        sub-sequence on the grid samples (a quarter of them at ``step`` 32 and under ``windows``), and the last
+        one, which sub-sequences past the end of the video are clamped to. The others may be left undecoded."""
+        behind = index[:, None] - subseq_offsets(self.cfg)[None, :] - (self.cfg.subseq - 1)  # frames to its end
+        used = ((behind >= 0) & (behind % self.step == 0)).any(axis=1)
+        used[-1:] = True
+        return used
 
     # ---- work ----
     def _ready(self, end: int, final: bool) -> bool:
@@ -300,7 +311,8 @@ def predict_file(model: torch.nn.Module, path: str, cfg: AlignmentConfig, step: 
     from .data.media import FrameStream, VideoSource
 
     detect = resolve_faces(faces, path) == "detect"
-    fps, n, chunks = iter_file(path, cfg.sample_rate)
+    predictor = None  # made below; the frames to convert are asked for from the first chunk on
+    fps, n, chunks = iter_file(path, cfg.sample_rate, keep=lambda index: predictor.needs(index))
     track = None
     if detect:
         stream = FrameStream(path)  # frames_of is called on consecutive chunks from frame 0

@@ -73,6 +73,23 @@ def test_pushing_frame_by_frame_gives_the_same_rows(video, model):
     assert max(c for _, c in held) <= CFG.steps * CFG.subseq // 4 + 1, "features held: one window's worth"
 
 
+@pytest.mark.parametrize("rule, step, resized", [("windows", None, 68), ("causal", 16, 68), ("causal", 8, 133),
+                                                  ("causal", 1, 270)])
+def test_only_the_frames_a_subsequence_samples_are_resized(video, model, monkeypatch, rule, step, resized):
+    """A sub-sequence samples 4 of its 16 frames, ``end - 15, end - 10, end - 5, end``. Of the 270 frames, at step 16
+    (ends 15, 31, ...) 16k + {0, 5, 10, 15} are resized, 67 of them, and frame 269, the last of the last chunk
+    pushed, which sub-sequences past the end are clamped to; at step 8 (ends 15, 23, ...) 8k + {0, 2, 5, 7} but 2
+    and 7; at step 1 all. The predictions are those of resizing every frame (the tests above)."""
+    from aver_fast import streaming
+
+    count = []
+    resize = streaming.resize_frames
+    monkeypatch.setattr(streaming, "resize_frames", lambda frames, cfg: count.append(len(frames)) or
+                        resize(frames, cfg))
+    frames, _ = predict_file(model, video[1], CFG, rule=rule, step=step)
+    assert sum(count) == resized and torch.isfinite(frames).all()
+
+
 def test_a_video_shorter_than_a_window_is_one_padded_window(tmp_path, model):
     make_synthetic(str(tmp_path), videos=1, seed=5, seconds=3.0, size=32)  # 90 frames < 128
     path = f"{tmp_path}/videos/synth_000.mp4"

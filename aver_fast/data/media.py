@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,10 @@ _INHERITED: list = []
 def abandon_inherited(obj) -> None:
     """Keep ``obj`` (holding a parent's decoder) alive in this forked process instead of destroying it."""
     _INHERITED.append(obj)
+
+
 AUDIO_EXTS = (".wav", ".flac")
+DECODING_VERSION = 2  # what decoding gives (in cache and CSV provenance); 2: a late audio stream keeps its end
 
 
 def frames_per_read(frame_bytes: int, limit: int = 64) -> int:
@@ -180,10 +183,11 @@ class FrameStream:
         self.position = 0  # frames delivered
         self._folder = VideoSource(self.path) if os.path.isdir(self.path) else None
         self._frames = None if self._folder is not None else self._decode()
+        self._reformatter = None  # one RGB conversion context for the whole video (a new one per frame is 4x slower)
 
     def _decode(self):
+        """The decoded frames (PyAV ``VideoFrame``, still in the codec's format) in order."""
         import av
-        from av.video.reformatter import VideoReformatter
 
         try:
             container = av.open(self.path)
@@ -191,23 +195,56 @@ class FrameStream:
         except Exception as e:  # PyAV raises its own error types per failure
             raise MediaError(self.path, f"cannot decode video ({type(e).__name__}: {str(e)[:200]})") from None
         stream.thread_type = "AUTO"  # FFmpeg's own decoding threads (2x at 1080p on 2 cores)
-        to_rgb = VideoReformatter()  # one conversion context for the whole video (a new one per frame is 4x slower)
         try:
-            for frame in container.decode(stream):
-                yield to_rgb.reformat(frame, format="rgb24").to_ndarray()
+            yield from container.decode(stream)
         except Exception as e:
             raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
         finally:
             container.close()
 
-    def read(self, k: int) -> np.ndarray:
+    def read(self, k: int, keep: np.ndarray | None = None) -> np.ndarray:
+        """The next ``<= k`` frames. With ``keep`` (bool ``(k,)``) only those frames, and always the last one
+        delivered, are converted to RGB (or read from the folder); the others are left zero (a quarter of the
+        conversions at the default predict's sampling)."""
+        keep = np.ones(k, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+        if keep.shape != (k,):
+            raise ValueError(f"keep must be a bool mask of the {k} frames to read, got shape {keep.shape}")
         if self._folder is not None:
             idx = np.arange(self.position, min(self.position + k, len(self._folder)))
-            out = self._folder.frames(idx) if len(idx) else np.zeros((0, 0, 0, 3), np.uint8)
+            out = self._from_folder(idx, keep[:len(idx)])
         else:
             frames = [f for _, f in zip(range(k), self._frames, strict=False)]  # stops at k or at the end
-            out = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+            out = self._to_rgb(frames, keep[:len(frames)])
         self.position += len(out)
+        return out
+
+    def _from_folder(self, idx: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        if not len(idx):
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        keep = keep.copy()
+        keep[-1] = True
+        read = self._folder.frames(idx[keep])
+        out = np.zeros((len(idx), *read.shape[1:]), np.uint8)
+        out[keep] = read
+        return out
+
+    def _to_rgb(self, frames: list, keep: np.ndarray) -> np.ndarray:
+        from av.video.reformatter import VideoReformatter
+
+        if not frames:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
+        out = None
+        try:
+            for i, frame in enumerate(frames):
+                if keep[i] or i == len(frames) - 1:
+                    rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+                    if out is None:
+                        out = np.zeros((len(frames), *rgb.shape), np.uint8)  # untouched pages stay unallocated
+                    out[i] = rgb
+        except Exception as e:
+            raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
         return out
 
 
@@ -274,7 +311,9 @@ def load_audio(video_path: str | os.PathLike, sample_rate: int = 44100) -> Audio
             raise MediaError(path, f"no readable audio stream ({type(e).__name__}: {str(e)[:160]})") from None
         reader.add_padding()  # zeros before an audio stream that starts after time 0: sample i is at i / rate
         sr = sample_rate
-        wave = torch.from_numpy(reader[:].asnumpy().astype(np.float32)).reshape(-1)
+        # The decoded, padded samples (1, S), read directly: reader[:] gathers them through a list of every index
+        # (110 ms of a 20 s video's 155) and stops short of the padded length, dropping the stream's last samples.
+        wave = torch.from_numpy(np.asarray(reader._array, dtype=np.float32)).reshape(-1)
     if wave.numel() == 0:
         raise MediaError(path, "audio track is empty")
     if not torch.isfinite(wave).all():
@@ -332,11 +371,13 @@ def write_video(path: str | os.PathLike, frames, fps: float, audio: np.ndarray |
 
 
 # ------------------------------------------------------------------------------------------------ decoding in order
-def iter_file(path: str, sample_rate: int, chunk: int = CHUNK) -> tuple[float, int, Iterator]:
+def iter_file(path: str, sample_rate: int, chunk: int = CHUNK,
+              keep: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, int, Iterator]:
     """A video file or frame folder as ``(fps, frames, iterator of (frames uint8 (k, H, W, 3), mono audio samples at
     sample_rate))``, decoded in order (:class:`FrameStream`); at most ``chunk`` frames at a time, fewer for large
     frames (a read holds at most ``READ_BYTES`` of pixels). ``frames`` is the container's count; the
-    iterator stops there, or earlier if fewer frames decode."""
+    iterator stops there, or earlier if fewer frames decode. ``keep(indices)`` (bool mask): the frames to convert
+    to RGB; the others are zero, except each chunk's last (:meth:`FrameStream.read`)."""
     source = VideoSource(path)
     fps, n = source.fps, len(source)
     chunk = source.frames_per_read(chunk)
@@ -345,7 +386,8 @@ def iter_file(path: str, sample_rate: int, chunk: int = CHUNK) -> tuple[float, i
     def chunks():
         stream, sent = FrameStream(path), 0
         for a in range(0, n, chunk):
-            frames = stream.read(min(chunk, n - a))
+            k = min(chunk, n - a)
+            frames = stream.read(k, None if keep is None else keep(np.arange(a, a + k)))
             if not len(frames):
                 return
             b = a + len(frames)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data import AffWild2Dataset, AlignmentConfig
+from ..data import AffWild2Dataset, AlignmentConfig, media
 from ..models import MODELS, AVERConfig
 from .distributed import merged
 
@@ -26,8 +26,10 @@ RECORD = ".features.json"  # <video>.features.json: written last, it makes the v
 
 
 def fingerprint(model: torch.nn.Module, config: AVERConfig, alignment: AlignmentConfig, fusion: str) -> str:
-    """SHA-256 of what the cached features depend on: the backbones' weights, the model and alignment settings."""
-    h = hashlib.sha256(json.dumps([fusion, dataclasses.asdict(config), dataclasses.asdict(alignment)],
+    """SHA-256 of what the cached features depend on: the backbones' weights, the model and alignment settings, and
+    the version of what decoding gives."""
+    h = hashlib.sha256(json.dumps([fusion, dataclasses.asdict(config), dataclasses.asdict(alignment),
+                                   media.DECODING_VERSION],
                                   sort_keys=True, default=str).encode())
     for key, t in sorted(model.state_dict().items()):
         if key.startswith(("video_backbone.", "audio_backbone.")):

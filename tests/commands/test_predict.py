@@ -213,7 +213,7 @@ def test_a_partial_csv_is_redone_and_earlier_summary_rows_are_kept(setup, tmp_pa
     assert again[b]["frames"] == first[b]["frames"] == "150" and again[b]["mean_valence"] == first[b]["mean_valence"]
 
 
-def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys):
+def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys, monkeypatch):
     """Was: a rerun with another --step, --precision or checkpoint silently kept the old CSVs."""
     root, ckpt = setup
     videos = _folder(root, tmp_path, ["a.mp4"])
@@ -233,6 +233,12 @@ def test_a_csv_made_otherwise_is_redone_never_kept(setup, tmp_path, capsys):
     assert _run(videos, other, out, *causal(8)) == 0
     capsys.readouterr()
     assert _statuses(out) == {"a.mp4": "redone (made with another video_content)"}
+    from aver_fast.data import media
+
+    monkeypatch.setattr(media, "DECODING_VERSION", media.DECODING_VERSION + 1)  # a release that decodes otherwise
+    assert _run(videos, other, out, *causal(8)) == 0
+    capsys.readouterr()
+    assert _statuses(out) == {"a.mp4": "redone (made with another decoding)"}
 
 
 def test_a_video_named_summary_keeps_its_own_csv(setup, tmp_path, capsys):

@@ -37,6 +37,37 @@ def test_wav_next_to_video_is_preferred_mono_mixed_and_resampled(tmp_path, sr, c
     assert (a.samples[1000:-1000].abs().max() - 0.3).abs() < 0.01
 
 
+def _write_late_audio(path, seconds, delay, sr=44100):
+    """An mp4 whose 440 Hz audio stream starts ``delay`` s after its video and ends with it."""
+    import av
+
+    c = av.open(path, "w")
+    video, audio = c.add_stream("libx264", rate=30), c.add_stream("aac", rate=sr)
+    video.pix_fmt, video.height, video.width, audio.layout = "yuv420p", 32, 32, "mono"
+    for f in frames(int(30 * seconds)):
+        for p in video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            c.mux(p)
+    x = tone(seconds - delay, sr)
+    for start in range(0, x.shape[0], 1024):
+        f = av.AudioFrame.from_ndarray(x[None, start:start + 1024], format="fltp", layout="mono")
+        f.sample_rate, f.pts = sr, start + int(delay * sr)
+        for p in audio.encode(f):
+            c.mux(p)
+    for s in (video, audio):
+        for p in s.encode():
+            c.mux(p)
+    c.close()
+
+
+def test_audio_that_starts_late_is_padded_in_front_and_keeps_its_end(tmp_path):
+    path = str(tmp_path / "late.mp4")
+    _write_late_audio(path, seconds=2.0, delay=0.5)
+    a = load_audio(path).samples
+    heard = (a.abs() > 1e-3).nonzero()[:, 0]
+    assert abs(int(heard[0]) - 0.5 * 44100) < 2048  # silence until the stream starts (AAC priming aside)
+    assert abs(a.shape[0] - 2.0 * 44100) < 2048 and int(heard[-1]) > a.shape[0] - 1024  # its last samples are kept
+
+
 def test_silent_track_loads_as_silence(tmp_path):
     path = str(tmp_path / "v.mp4")
     write_video(path, frames(10), 10.0, np.zeros(44100, dtype=np.float32), 44100)
@@ -136,3 +167,33 @@ def test_the_content_digest_tells_videos_of_one_length_apart(tmp_path):
     write_video(a, frames(10), 10.0)
     write_video(b, frames(10)[::-1], 10.0)
     assert content_digest(a) == content_digest(a) != content_digest(b)
+
+
+@pytest.mark.parametrize("kind", ["mp4", "folder"])
+def test_a_stream_converts_only_the_frames_kept_and_the_last(tmp_path, kind):
+    """read(k, keep): kept frames as a plain read gives them, the others zero, the last delivered always converted
+    (also when the video ends before k frames); a mask of the wrong length is named."""
+    from PIL import Image
+
+    from aver_fast.data.media import FrameStream
+
+    pictures = [np.full((32, 32, 3), 10 + 20 * i, np.uint8) for i in range(7)]
+    path = str(tmp_path / "v.mp4")
+    if kind == "mp4":
+        write_video(path, pictures, 10.0)
+    else:
+        path = str(tmp_path / "frames")
+        os.mkdir(path)
+        for i, f in enumerate(pictures):
+            Image.fromarray(f).save(f"{path}/{i + 1:05d}.png")
+    every = FrameStream(path).read(7)
+    stream = FrameStream(path)
+    first = stream.read(4, np.array([True, False, True, False]))
+    np.testing.assert_array_equal(first[[0, 2, 3]], every[[0, 2, 3]])
+    assert not first[1].any() and every[1].any()
+    rest = stream.read(5, np.zeros(5, bool))  # 3 frames left: the last of them is converted
+    assert rest.shape == (3, 32, 32, 3) and not rest[:2].any()
+    np.testing.assert_array_equal(rest[2], every[6])
+    assert stream.read(2, np.ones(2, bool)).shape[0] == 0
+    with pytest.raises(ValueError, match="bool mask of the 3 frames"):
+        FrameStream(path).read(3, np.ones(2, bool))

@@ -102,6 +102,17 @@ def test_a_rerun_keeps_complete_videos_and_redoes_the_rest(tiny_data, tmp_path):
     assert not np.array_equal(np.load(tmp_path / "synth_000.video.npy"), before)
 
 
+def test_a_new_decoding_version_redoes_every_video(tiny_data, tmp_path, monkeypatch):
+    """Features decoded by an older release are stale even with the same weights and settings."""
+    from aver_fast.data import media
+
+    _extract(tiny_data, tmp_path)
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npy")}
+    monkeypatch.setattr(media, "DECODING_VERSION", media.DECODING_VERSION + 1)
+    _extract(tiny_data, tmp_path)
+    assert all(p.stat().st_mtime_ns != stamps[p.name] for p in tmp_path.glob("*.npy"))
+
+
 def test_torchrun_shares_the_videos(tiny_data, tmp_path):
     """Two gloo ranks write each video once; the cache equals a single process's."""
     import os
