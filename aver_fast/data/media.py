@@ -182,8 +182,11 @@ class FrameStream:
         self.path = str(path)
         self.position = 0  # frames delivered
         self._folder = VideoSource(self.path) if os.path.isdir(self.path) else None
-        self._frames = None if self._folder is not None else self._decode()
-        self._reformatter = None  # one RGB conversion context for the whole video (a new one per frame is 4x slower)
+        if self._folder is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._frames = self._decode()
+            self._reformatter = VideoReformatter()  # one RGB conversion context (a new one per frame is 4x slower)
 
     def _decode(self):
         """The decoded frames (PyAV ``VideoFrame``, still in the codec's format) in order."""
@@ -211,38 +214,29 @@ class FrameStream:
             raise ValueError(f"keep must be a bool mask of the {k} frames to read, got shape {keep.shape}")
         if self._folder is not None:
             idx = np.arange(self.position, min(self.position + k, len(self._folder)))
-            out = self._from_folder(idx, keep[:len(idx)])
+            count = len(idx)
         else:
             frames = [f for _, f in zip(range(k), self._frames, strict=False)]  # stops at k or at the end
-            out = self._to_rgb(frames, keep[:len(frames)])
-        self.position += len(out)
+            count = len(frames)
+        if not count:
+            return np.zeros((0, 0, 0, 3), np.uint8)
+        keep = keep[:count].copy()
+        keep[-1] = True  # the last frame delivered, which a caller may clamp to past the end
+        out = self._from_folder(idx, keep) if self._folder is not None else self._to_rgb(frames, keep)
+        self.position += count
         return out
 
     def _from_folder(self, idx: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        if not len(idx):
-            return np.zeros((0, 0, 0, 3), np.uint8)
-        keep = keep.copy()
-        keep[-1] = True
         read = self._folder.frames(idx[keep])
         out = np.zeros((len(idx), *read.shape[1:]), np.uint8)
         out[keep] = read
         return out
 
     def _to_rgb(self, frames: list, keep: np.ndarray) -> np.ndarray:
-        from av.video.reformatter import VideoReformatter
-
-        if not frames:
-            return np.zeros((0, 0, 0, 3), np.uint8)
-        if self._reformatter is None:
-            self._reformatter = VideoReformatter()
-        out = None
+        out = np.zeros((len(frames), frames[0].height, frames[0].width, 3), np.uint8)  # untouched pages: unallocated
         try:
-            for i, frame in enumerate(frames):
-                if keep[i] or i == len(frames) - 1:
-                    rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-                    if out is None:
-                        out = np.zeros((len(frames), *rgb.shape), np.uint8)  # untouched pages stay unallocated
-                    out[i] = rgb
+            for i in np.flatnonzero(keep):
+                out[i] = self._reformatter.reformat(frames[i], format="rgb24").to_ndarray()
         except Exception as e:
             raise MediaError(self.path, f"cannot decode frames ({type(e).__name__}: {str(e)[:200]})") from None
         return out
